@@ -1,0 +1,206 @@
+"""factory's settings, resolved once into a frozen :class:`Config`.
+
+Precedence, lowest first: the defaults below (each works on a fresh machine), one TOML file
+(``--config FILE``, else ``$FACTORY_CONFIG``, else ``factory.toml`` in the current directory),
+then one environment variable per key, ``FACTORY_<KEY>`` (``index-dir`` -> ``FACTORY_INDEX_DIR``).
+Relative paths in the file are relative to the file; elsewhere, to the current directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from factory.failures import ConfigError
+
+#: The checkout factory runs from: recipes and container definitions ship beside the package.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+ARCHITECTURES = ("x86_64", "aarch64")
+
+
+def pip_index_url() -> str:
+    """The index pip itself would use: ``PIP_INDEX_URL``, else pip's configuration files, else
+    pip's built-in default. factory never names a registry itself."""
+    if url := os.environ.get("PIP_INDEX_URL", "").strip():
+        return url
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+    )
+    found = {}
+    for line in listed.stdout.splitlines():
+        key, _, value = line.partition("=")
+        section, _, option = key.rpartition(".")
+        if option == "index-url" and section in ("global", "install"):
+            found[section] = value.strip().strip("'\"")
+    if found:
+        return found.get("install") or found["global"]
+    try:
+        from pip._internal.models.index import PyPI  # pip's own default, not ours to hard-code
+    except ImportError as exc:  # pragma: no cover - pip is part of every venv
+        raise ConfigError("no upstream index: set `upstream` in factory.toml or FACTORY_UPSTREAM") from exc
+    return PyPI.simple_url
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One key of the config file."""
+
+    key: str
+    kind: type
+    default: Callable[[], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "FACTORY_" + self.key.upper().replace("-", "_")
+
+    @property
+    def field(self) -> str:
+        return self.key.replace("-", "_")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("upstream", str, pip_index_url, "simple index the sources come from (default: pip's)"),
+    Setting("index-dir", Path, lambda: Path("index"), "where the private index is published"),
+    Setting("state-dir", Path, lambda: Path("state"), "caches, build records, work trees"),
+    Setting("archs", tuple, lambda: ("x86_64",), "architectures to build for"),
+    Setting("pythons", tuple, lambda: ("3.11",), "CPython versions to build for"),
+    Setting("max-unpacked-size", int, lambda: 2 * 1024**3, "largest unpacked sdist, in bytes"),
+    Setting("max-unpacked-files", int, lambda: 100_000, "most members an sdist may have"),
+    Setting("build-timeout", int, lambda: 3600, "seconds a container build may take"),
+    Setting("http-timeout", float, lambda: 60.0, "seconds to wait on the upstream index"),
+    Setting("container-network", str, lambda: "host", "podman --network for builds"),
+    Setting("debian-suite", str, lambda: "bookworm", "Debian suite of the builder images"),
+    Setting("debian-mirror", str, lambda: "", "Debian mirror for images (default: the host's apt sources)"),
+    Setting("recipes-dir", Path, lambda: PROJECT_ROOT / "recipes", "per-package build recipes"),
+    Setting("containers-dir", Path, lambda: PROJECT_ROOT / "containers", "builder image definitions"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting, validated. Build one with :func:`load`."""
+
+    upstream: str
+    index_dir: Path
+    state_dir: Path
+    archs: tuple[str, ...]
+    pythons: tuple[str, ...]
+    max_unpacked_size: int
+    max_unpacked_files: int
+    build_timeout: int
+    http_timeout: float
+    container_network: str
+    debian_suite: str
+    debian_mirror: str
+    recipes_dir: Path
+    containers_dir: Path
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.state_dir / "cache"
+
+    @property
+    def records_dir(self) -> Path:
+        return self.state_dir / "records"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.state_dir / "work"
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(setting: Setting, value: Any, where: str, base: Path) -> Any:
+    kind = setting.kind
+    if kind is tuple:
+        if isinstance(value, str):
+            value = [part for part in re.split(r"[,\s]+", value) if part]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: `{setting.key}` must be a list of strings, got {value!r}")
+        return tuple(value)
+    if kind is Path:
+        if not isinstance(value, str | Path) or not str(value):
+            raise ConfigError(f"{where}: `{setting.key}` must be a path, got {value!r}")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base / path)
+    if kind in (int, float) and isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            raise ConfigError(f"{where}: `{setting.key}` must be a number, got {value!r}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"{where}: `{setting.key}` must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _validate(config: Config) -> Config:
+    for arch in config.archs:
+        if arch not in ARCHITECTURES:
+            raise ConfigError(f"`archs`: unknown architecture {arch!r}; use {' or '.join(ARCHITECTURES)}")
+    if not config.archs:
+        raise ConfigError("`archs` is empty: name at least one architecture")
+    for python in config.pythons:
+        if not re.fullmatch(r"3\.\d{1,2}", python):
+            raise ConfigError(f"`pythons`: {python!r} is not a CPython version such as 3.11")
+    if not config.pythons:
+        raise ConfigError("`pythons` is empty: name at least one CPython version")
+    if not re.match(r"(https?|file)://", config.upstream):
+        raise ConfigError(f"`upstream`: {config.upstream!r} is not an http(s):// or file:// URL")
+    for key in ("max_unpacked_size", "max_unpacked_files", "build_timeout", "http_timeout"):
+        if getattr(config, key) <= 0:
+            raise ConfigError(f"`{key.replace('_', '-')}` must be positive")
+    upstream = config.upstream if config.upstream.endswith("/") else config.upstream + "/"
+    return config.replace(upstream=upstream)
+
+
+def config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file to read: the one given, else ``$FACTORY_CONFIG``, else ./factory.toml."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"{explicit}: no such config file")
+        return explicit
+    if named := environ.get("FACTORY_CONFIG"):
+        if not Path(named).is_file():
+            raise ConfigError(f"FACTORY_CONFIG={named}: no such config file")
+        return Path(named)
+    default = Path("factory.toml")
+    return default if default.is_file() else None
+
+
+def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Resolve every setting once: defaults, then the config file, then ``FACTORY_*``."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd()
+    values: dict[str, Any] = {}
+    path = config_path(path, environ)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+        by_key = {s.key: s for s in SETTINGS}
+        for key, value in data.items():
+            setting = by_key.get(key)
+            if setting is None:
+                known = ", ".join(sorted(by_key))
+                raise ConfigError(f"{path}: unknown key `{key}` (known keys: {known})")
+            values[setting.field] = _convert(setting, value, str(path), path.resolve().parent)
+    for setting in SETTINGS:
+        if setting.env in environ:
+            values[setting.field] = _convert(setting, environ[setting.env], setting.env, cwd)
+    for setting in SETTINGS:
+        if setting.field not in values:
+            values[setting.field] = _convert(setting, setting.default(), "default", cwd)
+    return _validate(Config(**values))

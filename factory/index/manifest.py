@@ -1,0 +1,93 @@
+"""The manifest: an SQLite database of every published file, the index's source of truth.
+
+Pages are rendered from it; hashes, sizes and times are never recomputed from files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    filename        TEXT PRIMARY KEY,
+    project         TEXT NOT NULL,
+    version         TEXT NOT NULL,
+    sha256          TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    requires_python TEXT,
+    metadata_sha256 TEXT,
+    upload_time     TEXT NOT NULL,
+    yanked          TEXT,
+    path            TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_by_project ON files (project);
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class FileEntry:
+    """One published file, as the manifest records it."""
+
+    filename: str
+    project: str
+    version: str
+    sha256: str
+    size: int
+    requires_python: str | None
+    metadata_sha256: str | None
+    upload_time: str  # ISO 8601, UTC, e.g. 2026-11-22T16:03:00.000000Z
+    yanked: str | None  # None, or the reason ("" when none was given)
+    path: str  # relative to the index directory
+
+    @property
+    def metadata_path(self) -> str:
+        return self.path + ".metadata"
+
+
+_COLUMNS = [f.name for f in dataclasses.fields(FileEntry)]
+
+
+class Manifest:
+    """Access to ``manifest.sqlite3``; use as a context manager."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.db.close()
+
+    def _entries(self, sql: str, args: Iterable[object] = ()) -> list[FileEntry]:
+        return [FileEntry(*row) for row in self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM files {sql}", tuple(args))]
+
+    def get(self, filename: str) -> FileEntry | None:
+        found = self._entries("WHERE filename = ?", [filename])
+        return found[0] if found else None
+
+    def files(self, project: str) -> list[FileEntry]:
+        """A project's files in ascending order of file name."""
+        return self._entries("WHERE project = ? ORDER BY filename", [project])
+
+    def projects(self) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT DISTINCT project FROM files ORDER BY project")]
+
+    def has_project(self, project: str) -> bool:
+        return self.db.execute("SELECT 1 FROM files WHERE project = ? LIMIT 1", (project,)).fetchone() is not None
+
+    def add(self, entries: Iterable[FileEntry]) -> None:
+        """Record new files, all or none."""
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                f"INSERT INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
+                [dataclasses.astuple(e) for e in entries],
+            )

@@ -1,0 +1,110 @@
+"""Stage 5, repair and gate: auditwheel makes each wheel manylinux_2_28 or says why it cannot.
+
+The repair itself runs inside the build container (as cibuildwheel's repair command, the
+image's ``factory-repair``), where the libraries to graft are. On failure that script prints
+``FACTORY-POLICY {json}`` lines, read back here into a ``policy`` failure naming the symbols and
+libraries. Every wheel that leaves the container is then checked again on the host with
+``auditwheel show``: no published platform wheel may need more than manylinux_2_28.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from packaging.utils import parse_wheel_filename
+
+from factory.diagnose import tail
+from factory.failures import BuildFailure, FailureClass
+from factory.fetch import sha256_file
+
+#: What cibuildwheel runs in the container to repair a wheel (see containers/bin/factory-repair).
+REPAIR_COMMAND = "factory-repair {wheel} {dest_dir}"
+MARK = "FACTORY-POLICY "
+#: The newest glibc a published wheel may need.
+MAX_GLIBC = (2, 28)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedWheel:
+    """A wheel that passed the gate."""
+
+    path: Path
+    sha256: str
+    size: int
+    policy: str  # auditwheel's overall tag, e.g. manylinux_2_17_x86_64, or "pure"
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+
+def policy_failure(log: str) -> BuildFailure | None:
+    """The ``policy`` failure reported by factory-repair in a build log, if there is one."""
+    findings = []
+    for line in log.splitlines():
+        if line.startswith(MARK):
+            try:
+                findings.append(json.loads(line[len(MARK):]))
+            except ValueError:
+                continue
+    if not findings:
+        return None
+    symbols = [f for f in findings if f.get("kind") == "symbol"]
+    missing = [f["library"] for f in findings if f.get("kind") == "missing-library"]
+    tags = [f for f in findings if f.get("kind") == "tag"]
+    parts = []
+    if symbols:
+        shown = [f"{s['symbol']}@{s['version']} from {s['library']} (in {s['file']})" for s in symbols[:6]]
+        more = f" and {len(symbols) - 6} more" if len(symbols) > 6 else ""
+        parts.append("too-recent symbols: " + "; ".join(shown) + more)
+    if tags:
+        parts.append(f"the wheel needs {tags[0]['tag']}, the policy allows at most manylinux_2_28")
+    if missing:
+        parts.append("libraries not found to graft: " + ", ".join(missing))
+    if any(f.get("kind") == "pure" for f in findings):
+        parts.append("the wheel is tagged for a platform but holds no compiled code")
+    if not parts:
+        parts = [f["message"] for f in findings if f.get("kind") == "auditwheel"][:1]
+    return BuildFailure(FailureClass.POLICY, "; ".join(parts), log_tail=tail(log))
+
+
+def _glibc(tag: str) -> tuple[int, int] | None:
+    m = re.match(r"manylinux_(\d+)_(\d+)_", tag)
+    if m:
+        return int(m.group(1)), int(m.group(2))
+    legacy = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+    return legacy.get(tag.split("_", 1)[0])
+
+
+def gate(wheel: Path) -> CheckedWheel:
+    """Check one built wheel: pure, or a platform wheel auditwheel places at manylinux_2_28 or older."""
+    _, _, _, tags = parse_wheel_filename(wheel.name)
+    if all(t.platform == "any" for t in tags):
+        return CheckedWheel(wheel, sha256_file(wheel), wheel.stat().st_size, "pure")
+    shown = subprocess.run(
+        [sys.executable, "-m", "auditwheel", "show", "--json", str(wheel)], capture_output=True, text=True, check=False
+    )
+    try:
+        report = json.loads(shown.stdout)
+    except ValueError:
+        raise BuildFailure(FailureClass.POLICY, f"{wheel.name}: auditwheel show failed: {shown.stderr.strip()[-500:]}") from None
+    if "error" in report:
+        raise BuildFailure(FailureClass.POLICY, f"{wheel.name}: auditwheel: {report['error']}")
+    if report.get("pure"):
+        raise BuildFailure(FailureClass.POLICY, f"{wheel.name} is tagged for a platform but holds no compiled code")
+    overall = report["overall_tag"]
+    glibc = _glibc(overall)
+    if glibc is None or glibc > MAX_GLIBC:
+        raise BuildFailure(
+            FailureClass.POLICY,
+            f"{wheel.name}: auditwheel places it at {overall}, newer than manylinux_2_28 "
+            f"(symbol versions: {report.get('versioned_symbols')})",
+        )
+    if not any(t.platform.startswith("manylinux") for t in tags):
+        raise BuildFailure(FailureClass.POLICY, f"{wheel.name} was not repaired: it has no manylinux tag")
+    return CheckedWheel(wheel, sha256_file(wheel), wheel.stat().st_size, overall)
