@@ -57,6 +57,7 @@ class Setting:
     kind: type
     default: Callable[[], Any]
     help: str
+    check: Callable[[Any], str | None] = lambda _: None  # a complaint about a value, or None
 
     @property
     def env(self) -> str:
@@ -67,16 +68,38 @@ class Setting:
         return self.key.replace("-", "_")
 
 
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def _archs(value: tuple[str, ...]) -> str | None:
+    unknown = [a for a in value if a not in ARCHITECTURES]
+    if unknown or not value:
+        return f"unknown architecture {unknown[0]!r}" if unknown else "name at least one architecture"
+    return None
+
+
+def _pythons(value: tuple[str, ...]) -> str | None:
+    bad = [p for p in value if not re.fullmatch(r"3\.\d{1,2}", p)]
+    if bad or not value:
+        return f"{bad[0]!r} is not a CPython version such as 3.11" if bad else "name at least one CPython version"
+    return None
+
+
+def _url(value: str) -> str | None:
+    return None if re.match(r"(https?|file)://", value) else f"{value!r} is not an http(s):// or file:// URL"
+
+
 SETTINGS: tuple[Setting, ...] = (
-    Setting("upstream", str, pip_index_url, "simple index the sources come from (default: pip's)"),
+    Setting("upstream", str, pip_index_url, "simple index the sources come from (default: pip's)", _url),
     Setting("index-dir", Path, lambda: Path("index"), "where the private index is published"),
     Setting("state-dir", Path, lambda: Path("state"), "caches, build records, work trees"),
-    Setting("archs", tuple, lambda: ("x86_64",), "architectures to build for"),
-    Setting("pythons", tuple, lambda: ("3.11",), "CPython versions to build for"),
-    Setting("max-unpacked-size", int, lambda: 2 * 1024**3, "largest unpacked sdist, in bytes"),
-    Setting("max-unpacked-files", int, lambda: 100_000, "most members an sdist may have"),
-    Setting("build-timeout", int, lambda: 3600, "seconds a container build may take"),
-    Setting("http-timeout", float, lambda: 60.0, "seconds to wait on the upstream index"),
+    Setting("archs", tuple, lambda: ("x86_64",), "architectures to build for: x86_64, aarch64", _archs),
+    Setting("pythons", tuple, lambda: ("3.11",), "CPython versions to build for", _pythons),
+    Setting("max-unpacked-size", int, lambda: 2 * 1024**3, "largest unpacked sdist, in bytes", _positive),
+    Setting("max-unpacked-files", int, lambda: 100_000, "most members an sdist may have", _positive),
+    Setting("build-timeout", int, lambda: 3600, "seconds a container build may take", _positive),
+    Setting("http-timeout", float, lambda: 60.0, "seconds to wait on the upstream index", _positive),
     Setting("container-network", str, lambda: "host", "podman --network for builds"),
     Setting("debian-suite", str, lambda: "bookworm", "Debian suite of the builder images"),
     Setting("debian-mirror", str, lambda: "", "Debian mirror for images (default: the host's apt sources)"),
@@ -121,6 +144,13 @@ class Config:
 
 
 def _convert(setting: Setting, value: Any, where: str, base: Path) -> Any:
+    value = _typed(setting, value, where, base)
+    if complaint := setting.check(value):
+        raise ConfigError(f"{where}: `{setting.key}`: {complaint}")
+    return value
+
+
+def _typed(setting: Setting, value: Any, where: str, base: Path) -> Any:
     kind = setting.kind
     if kind is tuple:
         if isinstance(value, str):
@@ -143,26 +173,6 @@ def _convert(setting: Setting, value: Any, where: str, base: Path) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
         raise ConfigError(f"{where}: `{setting.key}` must be {kind.__name__}, got {value!r}")
     return value
-
-
-def _validate(config: Config) -> Config:
-    for arch in config.archs:
-        if arch not in ARCHITECTURES:
-            raise ConfigError(f"`archs`: unknown architecture {arch!r}; use {' or '.join(ARCHITECTURES)}")
-    if not config.archs:
-        raise ConfigError("`archs` is empty: name at least one architecture")
-    for python in config.pythons:
-        if not re.fullmatch(r"3\.\d{1,2}", python):
-            raise ConfigError(f"`pythons`: {python!r} is not a CPython version such as 3.11")
-    if not config.pythons:
-        raise ConfigError("`pythons` is empty: name at least one CPython version")
-    if not re.match(r"(https?|file)://", config.upstream):
-        raise ConfigError(f"`upstream`: {config.upstream!r} is not an http(s):// or file:// URL")
-    for key in ("max_unpacked_size", "max_unpacked_files", "build_timeout", "http_timeout"):
-        if getattr(config, key) <= 0:
-            raise ConfigError(f"`{key.replace('_', '-')}` must be positive")
-    upstream = config.upstream if config.upstream.endswith("/") else config.upstream + "/"
-    return config.replace(upstream=upstream)
 
 
 def config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
@@ -203,4 +213,6 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
     for setting in SETTINGS:
         if setting.field not in values:
             values[setting.field] = _convert(setting, setting.default(), "default", cwd)
-    return _validate(Config(**values))
+    if not values["upstream"].endswith("/"):
+        values["upstream"] += "/"
+    return Config(**values)

@@ -87,7 +87,7 @@ class ImageSpec:
     @property
     def tag(self) -> str:
         parts = [RECIPE_VERSION, self.base_tag, " ".join(self.pythons), self.zig_host.name]
-        for path in sorted(p for p in self.containers_dir.rglob("*") if p.is_file()):
+        for path in image_inputs(self.containers_dir):
             parts += [str(path.relative_to(self.containers_dir)), oct(path.stat().st_mode & 0o111), path.read_bytes()]
         for path in self.ca_files:
             parts.append(path.read_bytes())
@@ -110,6 +110,18 @@ class BuilderImage:
     @property
     def tag(self) -> str:
         return self.spec.tag
+
+
+#: What in containers/ goes into an image (host-setup, say, does not).
+IMAGE_INPUTS = ("Containerfile", "requirements.txt", "zig.txt", "bin")
+
+
+def image_inputs(containers_dir: Path) -> list[Path]:
+    files = []
+    for name in IMAGE_INPUTS:
+        path = containers_dir / name
+        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return files
 
 
 def _hash(parts: list[str | bytes]) -> str:
@@ -219,7 +231,10 @@ def _build_builder(spec: ImageSpec, config: Config, say: Log) -> None:
     work = config.state_dir / "images"
     context = work / f"context-{spec.arch.name}"
     shutil.rmtree(context, ignore_errors=True)
-    shutil.copytree(spec.containers_dir, context)
+    for path in image_inputs(spec.containers_dir):
+        dest = context / path.relative_to(spec.containers_dir)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
     (context / "ca").mkdir()
     (context / "ca" / ".keep").write_text("")  # COPY needs a directory even without extra CAs
     for index, path in enumerate(spec.ca_files):

@@ -127,7 +127,7 @@ def _zip_members(zf: zipfile.ZipFile) -> Iterator[Member]:
             kind = "symlink"
         elif info.is_dir():
             kind = "dir"
-        elif mode and not stat.S_ISREG(mode):
+        elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # many zips carry permission bits only
             kind = "special"
         else:
             kind = "file"

@@ -1,0 +1,41 @@
+# factory's tasks. Each runs what it needs first, so a fresh machine needs only `just <task>`.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments
+
+venv := justfile_directory() / ".venv"
+
+# Build NAME==VERSION from source and publish it into ./index (sets up what is missing first).
+build +specs: setup
+    {{venv}}/bin/factory build "$@"
+
+# Run the test suite (real podman builds included); arguments go to pytest.
+test *args: setup
+    {{venv}}/bin/python -m pytest "$@"
+
+# Install what is missing: host packages, the venv with factory, the builder images.
+setup: host venv
+    {{venv}}/bin/factory images ensure
+
+# Any factory command, e.g. `just factory config`.
+factory *args: venv
+    {{venv}}/bin/factory "$@"
+
+# The benchmarks in bench/ (see bench/README.md).
+bench *args: setup
+    {{venv}}/bin/python bench/build_ratio.py "$@"
+
+# podman, runc, debootstrap, QEMU for aarch64 (apt; idempotent).
+host:
+    containers/host-setup
+
+# The venv, reinstalled only when pyproject.toml changes.
+venv:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    stamp="{{venv}}/.installed-pyproject"
+    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        [ -x "{{venv}}/bin/python" ] || python3 -m venv "{{venv}}"
+        "{{venv}}/bin/python" -m pip install --quiet --editable '.[test]'
+        echo "$want" > "$stamp"
+    fi

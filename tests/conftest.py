@@ -1,0 +1,92 @@
+"""Shared fixtures: fixture sdists on a local index, a config pointing at it, the builder image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.index_server import LocalIndex
+from support.sdists import MALICIOUS, make_sdist, malicious_sdist
+
+from factory import config as factory_config
+from factory import images
+
+FIXTURES = ["fixture-pure", "fixture-cext", "fixture-cpp", "fixture-newglibc"]
+
+
+@pytest.fixture(scope="session")
+def sdists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    dest = tmp_path_factory.mktemp("sdists")
+    return {name: make_sdist(name, "1.0.0", dest) for name in FIXTURES}
+
+
+@pytest.fixture(scope="session")
+def local_index(sdists: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIndex]:
+    """The tests' upstream: fixture projects, and a redirect to pip's index for everything else."""
+    with LocalIndex(fallback=factory_config.pip_index_url()) as index:
+        for name, path in sdists.items():
+            index.add_file(name, path)
+        other = tmp_path_factory.mktemp("other-sdists")
+        # A declared hash that does not match the bytes.
+        bad = other / "fixture_badhash-1.0.0.tar.gz"
+        shutil.copyfile(sdists["fixture-pure"], bad)
+        index.add_file("fixture-badhash", bad, sha256="0" * 64)
+        # A release with wheels only.
+        wheel = other / "fixture_wheelonly-1.0.0-py3-none-any.whl"
+        wheel.write_bytes(b"not really a wheel")
+        index.add_file("fixture-wheelonly", wheel)
+        # Listed, but the file is gone.
+        gone = other / "fixture_gone-1.0.0.tar.gz"
+        shutil.copyfile(sdists["fixture-pure"], gone)
+        index.add_file("fixture-gone", gone, missing=True)
+        # Served as HTML only: resolve must fall back from JSON.
+        html = other / "fixture_htmlonly-1.0.0.tar.gz"
+        shutil.copyfile(sdists["fixture-pure"], html)
+        index.add_file("fixture-htmlonly", html, requires_python=">=3.8")
+        index.html_only.add("fixture-htmlonly")
+        for case in MALICIOUS:
+            path, _ = malicious_sdist(case, other)
+            index.add_file(f"evil-{case}", path)
+        yield index
+
+
+@pytest.fixture
+def config(local_index: LocalIndex, tmp_path: Path) -> factory_config.Config:
+    """factory's config for one test: its own index and state, the local upstream."""
+    env = {"FACTORY_UPSTREAM": local_index.url, "FACTORY_INDEX_DIR": str(tmp_path / "index"),
+           "FACTORY_STATE_DIR": str(tmp_path / "state")}
+    return factory_config.load(None, env)
+
+
+@pytest.fixture(scope="session")
+def builder_image(tmp_path_factory: pytest.TempPathFactory) -> images.BuilderImage:
+    """The x86_64 builder image (built here if `just setup` has not built it yet)."""
+    state = tmp_path_factory.mktemp("image-state")
+    cfg = factory_config.load(None, {"FACTORY_STATE_DIR": str(state), "FACTORY_UPSTREAM": "http://unused.invalid/"})
+    return images.ensure(cfg, "x86_64")
+
+
+def clean_venv(path: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    return path / "bin" / "python"
+
+
+def isolated_pip_env() -> dict[str, str]:
+    """pip with no configuration but ours: this machine's pip config adds other indexes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_CACHE_DIR="1")
+    return env
+
+
+def pip_install(python: Path, index_dir: Path, *requirements: str) -> subprocess.CompletedProcess[str]:
+    """Install from the published index only (``file://``), as a user would."""
+    return subprocess.run(
+        [str(python), "-m", "pip", "install", "--isolated", "--no-cache-dir", "--only-binary=:all:",
+         "--index-url", (index_dir / "simple").as_uri() + "/", *requirements],
+        capture_output=True, text=True, env=isolated_pip_env(), check=False,
+    )

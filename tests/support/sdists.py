@@ -1,0 +1,76 @@
+"""Make sdists for the tests: real ones from tests/projects, and malicious ones by hand."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PROJECTS = Path(__file__).resolve().parent.parent / "projects"
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    info.mtime = int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def make_sdist(project: str, version: str, dest: Path) -> Path:
+    """A PEP 625 sdist of ``tests/projects/<project>``: ``<name>-<version>/`` with a PKG-INFO."""
+    source = PROJECTS / project
+    stem = f"{project.replace('-', '_')}-{version}"
+    path = dest / f"{stem}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        _add_bytes(tar, f"{stem}/PKG-INFO", f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n".encode())
+        for file in sorted(source.rglob("*")):
+            if file.is_file() and "__pycache__" not in file.parts:
+                tar.add(file, f"{stem}/{file.relative_to(source)}", recursive=False)
+    return path
+
+
+def _member(kind: str, name: str, target: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mtime = int(time.time())
+    if kind == "symlink":
+        info.type, info.linkname = tarfile.SYMTYPE, target
+    elif kind == "hardlink":
+        info.type, info.linkname = tarfile.LNKTYPE, target
+    elif kind == "chr":
+        info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+    elif kind == "fifo":
+        info.type = tarfile.FIFOTYPE
+    elif kind == "dir":
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return info
+
+
+def malicious_sdist(case: str, dest: Path) -> tuple[Path, str]:
+    """Write the sdist of project ``evil-<case>`` and return it with the member it must be refused for."""
+    stem = f"evil_{case.replace('-', '_')}-1.0"
+    add, member = MALICIOUS[case]
+    path = dest / f"{stem}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        _add_bytes(tar, f"{stem}/PKG-INFO", f"Metadata-Version: 2.1\nName: evil-{case}\nVersion: 1.0\n".encode())
+        _add_bytes(tar, f"{stem}/setup.py", b"from setuptools import setup\nsetup()\n")
+        add(tar, stem)
+    return path, member.format(stem=stem)
+
+
+Adder = Callable[[tarfile.TarFile, str], None]
+#: One malicious sdist per unsafe-archive case: what to add, and the member the refusal must name.
+MALICIOUS: dict[str, tuple[Adder, str]] = {
+    "absolute-path": (lambda t, s: _add_bytes(t, "/tmp/factory-evil-abs", b"x"), "/tmp/factory-evil-abs"),
+    "dot-dot": (lambda t, s: _add_bytes(t, f"{s}/../../factory-evil", b"x"), "{stem}/../../factory-evil"),
+    "symlink-escape": (lambda t, s: t.addfile(_member("symlink", f"{s}/escape", "../../../etc")), "{stem}/escape"),
+    "symlink-absolute": (lambda t, s: t.addfile(_member("symlink", f"{s}/passwd", "/etc/passwd")), "{stem}/passwd"),
+    "hardlink-escape": (lambda t, s: t.addfile(_member("hardlink", f"{s}/shadow", "etc/shadow")), "{stem}/shadow"),
+    "device-file": (lambda t, s: t.addfile(_member("chr", f"{s}/null")), "{stem}/null"),
+    "fifo": (lambda t, s: t.addfile(_member("fifo", f"{s}/pipe")), "{stem}/pipe"),
+    "two-top-level": (lambda t, s: _add_bytes(t, "other-1.0/setup.py", b"x"), "other-1.0/setup.py"),
+    "file-at-top": (lambda t, s: _add_bytes(t, "README", b"x"), "README"),
+    "too-big": (lambda t, s: _add_bytes(t, f"{s}/big.bin", b"\0" * 4 * 1024 * 1024), "{stem}/big.bin"),
+}

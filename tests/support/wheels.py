@@ -1,0 +1,36 @@
+"""Make small, valid pure-Python wheels by hand, for index tests that need no build."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zipfile
+from pathlib import Path
+
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def make_wheel(dest: Path, name: str, version: str, *, requires_python: str | None = ">=3.8",
+               body: str = "", build_tag: str | None = None) -> Path:
+    """A wheel of module ``<name>`` whose ``VALUE`` is ``body``."""
+    dist = name.replace("-", "_")
+    tag = f"-{build_tag}" if build_tag else ""
+    path = dest / f"{dist}-{version}{tag}-py3-none-any.whl"
+    info = f"{dist}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    if requires_python:
+        metadata += f"Requires-Python: {requires_python}\n"
+    files = {
+        f"{dist}/__init__.py": f"VALUE = {body!r}\n".encode(),
+        f"{info}/METADATA": metadata.encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: factory-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{n},{_record_hash(d)},{len(d)}\n" for n, d in files.items()) + f"{info}/RECORD,,\n"
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, d in files.items():
+            zf.writestr(n, d)
+        zf.writestr(f"{info}/RECORD", record)
+    return path
