@@ -34,22 +34,15 @@ def tail(log: str, lines: int = TAIL_LINES) -> str:
 def classify(log: str, what: str) -> BuildFailure:
     """A :class:`BuildFailure` for a build step (``what``) that failed with this log."""
     kept = tail(log)
-    for pattern in _MISSING_HEADER:
-        if m := pattern.search(log):
-            return BuildFailure(
-                FailureClass.MISSING_SYSTEM_LIBRARY,
-                f"header {m.group(1)} not found: add the Debian package that provides it to the "
-                f"recipe's system-packages",
-                log_tail=kept,
-            )
-    for pattern in _MISSING_LIBRARY:
-        if m := pattern.search(log):
-            return BuildFailure(
-                FailureClass.MISSING_SYSTEM_LIBRARY,
-                f"library {m.group(1)} not found: add the Debian package that provides it to the "
-                f"recipe's system-packages",
-                log_tail=kept,
-            )
+    for what_is_missing, patterns in (("header", _MISSING_HEADER), ("library", _MISSING_LIBRARY)):
+        for pattern in patterns:
+            if m := pattern.search(log):
+                return BuildFailure(
+                    FailureClass.MISSING_SYSTEM_LIBRARY,
+                    f"{what_is_missing} {m.group(1)} not found: add the Debian package that provides it "
+                    f"to the recipe's system-packages",
+                    log_tail=kept,
+                )
     if m := _NO_BUILD_DEP.search(log):
         return BuildFailure(
             FailureClass.NOT_FOUND, f"build dependency {m.group(1)} is not on the upstream index", log_tail=kept
