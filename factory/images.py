@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -262,6 +263,11 @@ def ensure(config: Config, arch: str, say: Log = lambda _: None) -> BuilderImage
     spec = spec_for(config, arch)
     if not podman.image_exists(spec.tag):
         if not podman.image_exists(spec.base_tag):
+            started = time.monotonic()
             _build_base(spec, config, say)
+            say(f"base image {spec.base_tag} made in {time.monotonic() - started:.0f} s")
+        started = time.monotonic()
         _build_builder(spec, config, say)
+        size = podman.podman("image", "inspect", "--format", "{{.Size}}", spec.tag).stdout.strip()
+        say(f"builder image {spec.tag} made in {time.monotonic() - started:.0f} s ({int(size) / 1e9:.2f} GB)")
     return BuilderImage(spec, podman.image_id(spec.tag))
