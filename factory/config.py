@@ -24,6 +24,8 @@ from factory.failures import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 ARCHITECTURES = ("x86_64", "aarch64")
+#: The CPythons the builder images can hold, and the Debian suite each comes from.
+CPYTHON_SUITES = {"3.11": "bookworm", "3.13": "trixie", "3.14": "sid"}
 
 
 def pip_index_url() -> str:
@@ -80,10 +82,27 @@ def _archs(value: tuple[str, ...]) -> str | None:
 
 
 def _pythons(value: tuple[str, ...]) -> str | None:
-    bad = [p for p in value if not re.fullmatch(r"3\.\d{1,2}", p)]
-    if bad or not value:
-        return f"{bad[0]!r} is not a CPython version such as 3.11" if bad else "name at least one CPython version"
+    unknown = [p for p in value if p not in CPYTHON_SUITES]
+    if unknown:
+        known = ", ".join(CPYTHON_SUITES)
+        return f"no Debian suite provides CPython {unknown[0]!r} (known: {known})"
     return None
+
+
+def _some_pythons(value: tuple[str, ...]) -> str | None:
+    return _pythons(value) or (None if value else "name at least one CPython version")
+
+
+def check_pythons(value: tuple[str, ...], where: str, config: Config) -> tuple[str, ...]:
+    """Validate the CPythons to build for (from the config or ``--python``): each must be one
+    the images hold."""
+    if complaint := _pythons(value):
+        raise ConfigError(f"{where}: {complaint}")
+    missing = [p for p in value if p not in config.image_pythons]
+    if missing:
+        raise ConfigError(f"{where}: the builder images hold CPython {', '.join(config.image_pythons)}, not "
+                          f"{', '.join(missing)}: add it to `image-pythons` (the images are then rebuilt)")
+    return value
 
 
 def _url(value: str) -> str | None:
@@ -94,8 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upstream", str, pip_index_url, "simple index the sources come from (default: pip's)", _url),
     Setting("index-dir", Path, lambda: Path("index"), "where the private index is published"),
     Setting("state-dir", Path, lambda: Path("state"), "caches, build records, work trees"),
-    Setting("archs", tuple, lambda: ("x86_64",), "architectures to build for: x86_64, aarch64", _archs),
-    Setting("pythons", tuple, lambda: ("3.11",), "CPython versions to build for", _pythons),
+    Setting("archs", tuple, lambda: ARCHITECTURES, "architectures to build for: x86_64, aarch64", _archs),
+    Setting("image-pythons", tuple, lambda: ("3.11", "3.13"), "CPythons the builder images hold", _some_pythons),
+    Setting("pythons", tuple, lambda: (), "CPythons to build for (default: all of image-pythons)", _pythons),
     Setting("max-unpacked-size", int, lambda: 2 * 1024**3, "largest unpacked sdist, in bytes", _positive),
     Setting("max-unpacked-files", int, lambda: 100_000, "most members an sdist may have", _positive),
     Setting("build-timeout", int, lambda: 3600, "seconds a container build may take", _positive),
@@ -116,6 +136,7 @@ class Config:
     index_dir: Path
     state_dir: Path
     archs: tuple[str, ...]
+    image_pythons: tuple[str, ...]
     pythons: tuple[str, ...]
     max_unpacked_size: int
     max_unpacked_files: int
@@ -215,4 +236,8 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
             values[setting.field] = _convert(setting, setting.default(), "default", cwd)
     if not values["upstream"].endswith("/"):
         values["upstream"] += "/"
-    return Config(**values)
+    config = Config(**values)
+    if not config.pythons:
+        return config.replace(pythons=config.image_pythons)
+    check_pythons(config.pythons, "`pythons`", config)
+    return config

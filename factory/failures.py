@@ -15,6 +15,7 @@ class FailureClass(enum.StrEnum):
     UNSAFE_ARCHIVE = "unsafe-archive"  # the sdist would write outside its tree, or is too big
     MISSING_SYSTEM_LIBRARY = "missing-system-library"  # a header or library is not in the image
     COMPILE = "compile"  # the build backend or compiler failed
+    RECIPE = "recipe"  # the package's recipe does not apply (a patch fails, say)
     POLICY = "policy"  # the wheel cannot meet the manylinux policy
     NO_TARGET = "no-target"  # the project supports none of the configured Pythons
     TEST = "test"  # the wheel built but its smoke test failed

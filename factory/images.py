@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from factory import podman
-from factory.config import Config
+from factory.config import CPYTHON_SUITES, Config
 from factory.failures import ConfigError, FactoryError
 
 #: Bump to rebuild every image when the way images are made changes.
@@ -81,13 +81,18 @@ class ImageSpec:
     zig_host: Arch  # zig runs natively on the host, whatever the image's architecture
 
     @property
+    def python_suites(self) -> str:
+        """``3.11=bookworm 3.13=trixie``: each CPython and the suite it is installed from."""
+        return " ".join(f"{p}={CPYTHON_SUITES[p]}" for p in self.pythons)
+
+    @property
     def base_tag(self) -> str:
         digest = _hash([RECIPE_VERSION, self.suite, self.arch.debian, "minbase", "python3"])
         return f"localhost/factory-base:{self.suite}-{self.arch.debian}-{digest}"
 
     @property
     def tag(self) -> str:
-        parts = [RECIPE_VERSION, self.base_tag, " ".join(self.pythons), self.zig_host.name]
+        parts = [RECIPE_VERSION, self.base_tag, self.python_suites, self.zig_host.name]
         for path in image_inputs(self.containers_dir):
             parts += [str(path.relative_to(self.containers_dir)), oct(path.stat().st_mode & 0o111), path.read_bytes()]
         for path in self.ca_files:
@@ -137,7 +142,7 @@ def spec_for(config: Config, arch: str) -> ImageSpec:
     if not (config.containers_dir / "Containerfile").is_file():
         raise ConfigError(f"{config.containers_dir}: no Containerfile (set containers-dir)")
     ca_files = tuple(sorted(HOST_CA_DIR.rglob("*.crt"))) if HOST_CA_DIR.is_dir() else ()
-    return ImageSpec(ARCHES[arch], config.debian_suite, config.pythons, config.containers_dir, ca_files, host_arch())
+    return ImageSpec(ARCHES[arch], config.debian_suite, config.image_pythons, config.containers_dir, ca_files, host_arch())
 
 
 def debian_mirror(config: Config) -> str:
@@ -248,7 +253,7 @@ def _build_builder(spec: ImageSpec, config: Config, say: Log) -> None:
     _run_logged(
         ["podman", "build", *podman.RUNTIME, "--network=host", f"--arch={spec.arch.debian}", "--layers",
          "--build-arg", f"BASE={spec.base_tag}",
-         "--build-arg", f"PYTHONS={' '.join(spec.pythons)}",
+         "--build-arg", f"PYTHON_SUITES={spec.python_suites}",
          "--build-arg", f"TRIPLET={spec.arch.triplet}",
          "--build-arg", f"ZIG_TARGET={spec.arch.zig_target}",
          "--build-arg", f"AUDITWHEEL_PLAT={spec.arch.policy}",

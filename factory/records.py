@@ -19,7 +19,12 @@ def new_build_id() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class BuildRecord:
-    """What one ``factory build`` did. ``status`` is "built" or "failed"."""
+    """What one ``factory build`` did.
+
+    ``status`` is "built" (every target that was not skipped has a wheel in the index), "partial"
+    (some have), or "failed" (none has); ``targets`` holds each target's own outcome, and
+    ``failure_class``/``reason`` the first failure.
+    """
 
     id: str
     request: str
@@ -30,6 +35,8 @@ class BuildRecord:
     project: str | None = None
     version: str | None = None
     source: dict[str, Any] | None = None  # url, filename, sha256
+    recipe: dict[str, str] | None = None  # path, digest (sha256 of the recipe and its patches)
+    targets: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # target, status, wheel, failure
     images: list[dict[str, str]] = dataclasses.field(default_factory=list)  # arch, tag, id
     cibuildwheel_config: str = ""
     wheels: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # filename, sha256, size, policy

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from packaging.utils import parse_wheel_filename
+from packaging.version import Version
 
 from factory.diagnose import tail
 from factory.failures import BuildFailure, FailureClass
@@ -81,9 +82,12 @@ def _glibc(tag: str) -> tuple[int, int] | None:
     return legacy.get(tag.split("_", 1)[0])
 
 
-def gate(wheel: Path) -> CheckedWheel:
-    """Check one built wheel: pure, or a platform wheel auditwheel places at manylinux_2_28 or older."""
-    _, _, _, tags = parse_wheel_filename(wheel.name)
+def gate(wheel: Path, project: str, version: Version) -> CheckedWheel:
+    """Check one built wheel: of the release that was asked for, and pure or a platform wheel
+    auditwheel places at manylinux_2_28 or older."""
+    name, wheel_version, _, tags = parse_wheel_filename(wheel.name)
+    if (name, wheel_version) != (project, version):
+        raise BuildFailure(FailureClass.POLICY, f"the build made {wheel.name}, not a wheel of {project} {version}")
     if all(t.platform == "any" for t in tags):
         return CheckedWheel(wheel, sha256_file(wheel), wheel.stat().st_size, "pure")
     shown = subprocess.run(

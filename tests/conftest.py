@@ -16,7 +16,8 @@ from support.sdists import MALICIOUS, make_sdist, malicious_sdist
 from factory import config as factory_config
 from factory import images
 
-FIXTURES = ["fixture-pure", "fixture-cext", "fixture-cpp", "fixture-newglibc"]
+FIXTURES = ["fixture-pure", "fixture-cext", "fixture-cpp", "fixture-newglibc", "fixture-abi3", "fixture-no313",
+            "fixture-gnuc", "fixture-needsyaml"]
 
 
 @pytest.fixture(scope="session")
@@ -57,18 +58,31 @@ def local_index(sdists: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture
 def config(local_index: LocalIndex, tmp_path: Path) -> factory_config.Config:
-    """factory's config for one test: its own index and state, the local upstream."""
+    """factory's config for one test: its own index, state and (empty) recipes, the local
+    upstream, and one target (cp311 on x86_64) unless the test asks for more."""
+    (tmp_path / "recipes").mkdir()
     env = {"FACTORY_UPSTREAM": local_index.url, "FACTORY_INDEX_DIR": str(tmp_path / "index"),
-           "FACTORY_STATE_DIR": str(tmp_path / "state")}
+           "FACTORY_STATE_DIR": str(tmp_path / "state"), "FACTORY_RECIPES_DIR": str(tmp_path / "recipes"),
+           "FACTORY_ARCHS": "x86_64", "FACTORY_PYTHONS": "3.11"}
     return factory_config.load(None, env)
+
+
+def _image(tmp_path_factory: pytest.TempPathFactory, arch: str) -> images.BuilderImage:
+    state = tmp_path_factory.mktemp(f"image-state-{arch}")
+    cfg = factory_config.load(None, {"FACTORY_STATE_DIR": str(state), "FACTORY_UPSTREAM": "http://unused.invalid/"})
+    return images.ensure(cfg, arch)
 
 
 @pytest.fixture(scope="session")
 def builder_image(tmp_path_factory: pytest.TempPathFactory) -> images.BuilderImage:
     """The x86_64 builder image (built here if `just setup` has not built it yet)."""
-    state = tmp_path_factory.mktemp("image-state")
-    cfg = factory_config.load(None, {"FACTORY_STATE_DIR": str(state), "FACTORY_UPSTREAM": "http://unused.invalid/"})
-    return images.ensure(cfg, "x86_64")
+    return _image(tmp_path_factory, "x86_64")
+
+
+@pytest.fixture(scope="session")
+def arm64_image(tmp_path_factory: pytest.TempPathFactory) -> images.BuilderImage:
+    """The aarch64 builder image, run under QEMU."""
+    return _image(tmp_path_factory, "aarch64")
 
 
 def clean_venv(path: Path) -> Path:

@@ -95,13 +95,15 @@ def test_a_wheel_needing_a_newer_glibc_fails_the_policy_gate(config):
 
 def test_the_command_line(config, tmp_path):
     env = {**os.environ, "FACTORY_UPSTREAM": config.upstream, "FACTORY_INDEX_DIR": str(config.index_dir),
-           "FACTORY_STATE_DIR": str(config.state_dir)}
+           "FACTORY_STATE_DIR": str(config.state_dir), "FACTORY_RECIPES_DIR": str(config.recipes_dir),
+           "FACTORY_ARCHS": "x86_64", "FACTORY_PYTHONS": "3.11"}
     factory = [sys.executable, "-m", "factory"]
     done = subprocess.run([*factory, "build", "fixture-pure==1.0.0"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
-    assert "built fixture-pure==1.0.0: fixture_pure-1.0.0-py3-none-any.whl" in done.stdout
+    assert "built fixture-pure==1.0.0" in done.stdout
+    assert "cp311-x86_64   built   fixture_pure-1.0.0-py3-none-any.whl" in done.stdout
     again = subprocess.run([*factory, "build", "fixture-pure==1.0.0"], capture_output=True, text=True, env=env)
-    assert again.returncode == 0 and "already in the index" in again.stderr
+    assert again.returncode == 0 and "in the index already" in again.stderr
     failed = subprocess.run([*factory, "build", "fixture-wheelonly==1.0.0"], capture_output=True, text=True, env=env)
     assert failed.returncode == 1 and "no-source" in failed.stdout
     bad = subprocess.run([*factory, "build", "six>=1"], capture_output=True, text=True, env=env)

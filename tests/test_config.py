@@ -14,7 +14,7 @@ def test_defaults_work_without_a_file(tmp_path, monkeypatch):
     assert cfg.index_dir == tmp_path / "index"
     assert cfg.state_dir == tmp_path / "state"
     assert cfg.upstream == "http://127.0.0.1:1/simple/"  # a trailing slash is added
-    assert cfg.archs == ("x86_64",) and cfg.pythons == ("3.11",)
+    assert cfg.archs == ("x86_64", "aarch64") and cfg.pythons == ("3.11", "3.13")
 
 
 def test_file_then_environment(tmp_path, monkeypatch):
@@ -42,7 +42,7 @@ def test_factory_toml_in_the_current_directory_is_read(tmp_path, monkeypatch):
         ("build-timeout = 'soon'\n", "`build-timeout` must be a number"),
         ("archs = 'x86_64'\narchs = 1", "cannot read config"),
         ("archs = ['sparc']\n", "unknown architecture 'sparc'"),
-        ("pythons = ['2.7.18']\n", "not a CPython version"),
+        ("pythons = ['3.12']\n", "no Debian suite provides CPython '3.12'"),
         ("upstream = 'ftp://x/'\n", "not an http"),
         ("max-unpacked-size = 0\n", "must be positive"),
     ],
@@ -53,6 +53,16 @@ def test_bad_files_name_the_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as info:
         config.load(path, {})
     assert str(path) in str(info.value)
+
+
+def test_pythons_default_to_what_the_images_hold_and_must_be_among_them(tmp_path):
+    cfg = config.load(None, {**BASE_ENV, "FACTORY_IMAGE_PYTHONS": "3.11,3.13"})
+    assert cfg.pythons == ("3.11", "3.13")
+    assert config.load(None, {**BASE_ENV, "FACTORY_PYTHONS": "3.13"}).pythons == ("3.13",)
+    path = tmp_path / "factory.toml"
+    path.write_text('image-pythons = ["3.11"]\npythons = ["3.13"]\n')
+    with pytest.raises(ConfigError, match="hold CPython 3.11, not 3.13: add it to `image-pythons`"):
+        config.load(path, BASE_ENV)
 
 
 def test_missing_config_file_is_an_error(tmp_path):

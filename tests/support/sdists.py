@@ -19,16 +19,21 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
     tar.addfile(info, io.BytesIO(data))
 
 
-def make_sdist(project: str, version: str, dest: Path) -> Path:
-    """A PEP 625 sdist of ``tests/projects/<project>``: ``<name>-<version>/`` with a PKG-INFO."""
+def make_sdist(project: str, version: str, dest: Path, *, name: str | None = None) -> Path:
+    """A PEP 625 sdist of ``tests/projects/<project>``: ``<name>-<version>/`` with a PKG-INFO.
+    ``name`` publishes the same sources under another project name."""
+    name = name or project
     source = PROJECTS / project
-    stem = f"{project.replace('-', '_')}-{version}"
+    stem = f"{name.replace('-', '_')}-{version}"
     path = dest / f"{stem}.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
-        _add_bytes(tar, f"{stem}/PKG-INFO", f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n".encode())
+        _add_bytes(tar, f"{stem}/PKG-INFO", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode())
         for file in sorted(source.rglob("*")):
             if file.is_file() and "__pycache__" not in file.parts:
-                tar.add(file, f"{stem}/{file.relative_to(source)}", recursive=False)
+                data = file.read_bytes()
+                if file.name == "pyproject.toml":
+                    data = data.replace(f'name = "{project}"'.encode(), f'name = "{name}"'.encode())
+                _add_bytes(tar, f"{stem}/{file.relative_to(source)}", data, file.stat().st_mode & 0o777)
     return path
 
 
