@@ -20,9 +20,10 @@ setup: host venv
 factory *args: venv
     {{venv}}/bin/factory "$@"
 
-# The benchmarks in bench/ (see bench/README.md).
-bench *args: setup
-    {{venv}}/bin/python bench/build_ratio.py "$@"
+# The benchmarks in bench/, each printing its figures.
+bench: setup
+    {{venv}}/bin/python bench/build_ratio.py
+    {{venv}}/bin/python bench/arch_ratio.py
 
 # podman, runc, debootstrap, QEMU for aarch64 (apt; idempotent).
 host:

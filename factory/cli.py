@@ -60,6 +60,10 @@ def cmd_recipes(args: argparse.Namespace, cfg: config.Config) -> int:
 
 
 def cmd_images(args: argparse.Namespace, cfg: config.Config) -> int:
+    if args.action == "prune":
+        for name in images.prune(cfg):
+            out.print(f"removed {name}")
+        return 0
     for arch in args.arch or cfg.archs:
         if args.action == "tag":
             out.print(images.spec_for(cfg, arch).tag)
@@ -89,8 +93,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--python", action="append", help="only this CPython, e.g. 3.13 (repeatable)")
     b.set_defaults(func=cmd_build)
 
-    i = sub.add_parser("images", help="build the builder images (ensure) or print their tags")
-    i.add_argument("action", choices=["ensure", "tag"])
+    i = sub.add_parser("images", help="build the builder images (ensure), print their tags, remove old ones (prune)")
+    i.add_argument("action", choices=["ensure", "tag", "prune"])
     i.add_argument("--arch", action="append", choices=config.ARCHITECTURES)
     i.set_defaults(func=cmd_images)
 

@@ -45,6 +45,7 @@ class Arch:
     name: str  # as in wheel tags: x86_64, aarch64
     debian: str
     triplet: str
+    qemu_cpu: str  # the CPU qemu-user presents when this architecture is emulated
 
     @property
     def zig_target(self) -> str:
@@ -56,8 +57,8 @@ class Arch:
 
 
 ARCHES = {
-    "x86_64": Arch("x86_64", "amd64", "x86_64-linux-gnu"),
-    "aarch64": Arch("aarch64", "arm64", "aarch64-linux-gnu"),
+    "x86_64": Arch("x86_64", "amd64", "x86_64-linux-gnu", "max"),
+    "aarch64": Arch("aarch64", "arm64", "aarch64-linux-gnu", "max,pauth=off"),
 }
 
 
@@ -92,7 +93,7 @@ class ImageSpec:
 
     @property
     def tag(self) -> str:
-        parts = [RECIPE_VERSION, self.base_tag, self.python_suites, self.zig_host.name]
+        parts = [RECIPE_VERSION, self.base_tag, self.python_suites, self.zig_host.name, self.arch.qemu_cpu]
         for path in image_inputs(self.containers_dir):
             parts += [str(path.relative_to(self.containers_dir)), oct(path.stat().st_mode & 0o111), path.read_bytes()]
         for path in self.ca_files:
@@ -257,6 +258,7 @@ def _build_builder(spec: ImageSpec, config: Config, say: Log) -> None:
          "--build-arg", f"TRIPLET={spec.arch.triplet}",
          "--build-arg", f"ZIG_TARGET={spec.arch.zig_target}",
          "--build-arg", f"AUDITWHEEL_PLAT={spec.arch.policy}",
+         "--build-arg", f"QEMU_CPU={spec.arch.qemu_cpu}",
          "--tag", spec.tag, "--file", str(context / "Containerfile"), str(context)],
         log_file, say, "podman build",
     )
@@ -276,3 +278,22 @@ def ensure(config: Config, arch: str, say: Log = lambda _: None) -> BuilderImage
         size = podman.podman("image", "inspect", "--format", "{{.Size}}", spec.tag).stdout.strip()
         say(f"builder image {spec.tag} made in {time.monotonic() - started:.0f} s ({int(size) / 1e9:.2f} GB)")
     return BuilderImage(spec, podman.image_id(spec.tag))
+
+
+def prune(config: Config) -> list[str]:
+    """Remove factory's images and zig cache volumes that the current inputs no longer name."""
+    keep: set[str] = set()
+    for arch in ARCHES:
+        spec = spec_for(config, arch)
+        keep |= {spec.tag, spec.base_tag, spec.zig_cache_volume}
+    removed = []
+    listed = podman.podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    for ref in listed:
+        if ref.startswith(("localhost/factory-builder:", "localhost/factory-base:")) and ref not in keep:
+            if podman.podman("rmi", ref, check=False).returncode == 0:
+                removed.append(ref)
+    for volume in podman.podman("volume", "ls", "--quiet").stdout.split():
+        if volume.startswith("factory-zig-") and volume not in keep:
+            if podman.podman("volume", "rm", volume, check=False).returncode == 0:
+                removed.append(volume)
+    return removed

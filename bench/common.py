@@ -1,0 +1,42 @@
+"""What the benchmarks share: fixture sdists on a local index, and timing `factory build`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.index_server import LocalIndex  # noqa: E402
+from support.sdists import make_sdist  # noqa: E402
+
+from factory import config  # noqa: E402
+
+__all__ = ["LocalIndex", "ROOT", "fixture_index", "make_sdist", "time_factory_build"]
+
+
+def fixture_index(project: str, dest: Path) -> tuple[LocalIndex, Path]:
+    """A started local index serving ``tests/projects/<project>`` 1.0.0 (stop it with __exit__)."""
+    index = LocalIndex(fallback=config.pip_index_url()).__enter__()
+    sdist = make_sdist(project, "1.0.0", dest)
+    index.add_file(project, sdist)
+    return index, sdist
+
+
+def time_factory_build(index_url: str, work: Path, spec: str, **env: str) -> tuple[float, dict]:
+    """Run the ``factory build`` CLI into an empty index; its wall time and its record."""
+    environ = {**os.environ, "FACTORY_UPSTREAM": index_url, "FACTORY_INDEX_DIR": str(work / "index"),
+               "FACTORY_STATE_DIR": str(work / "state"), "FACTORY_RECIPES_DIR": str(work / "recipes"), **env}
+    (work / "recipes").mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "factory", "build", spec], capture_output=True, text=True, env=environ)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"factory build {spec} failed:\n{done.stdout}{done.stderr}")
+    (record,) = (work / "state" / "records").glob("*/*.json")
+    return elapsed, json.loads(record.read_text())

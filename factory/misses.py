@@ -1,0 +1,201 @@
+"""Miss logs: the requests a private index could not serve, read line by line.
+
+Two formats:
+
+- ``jsonl``: factory's own miss records, one JSON object per line, as ``factory serve`` writes
+  them: ``ts`` (ISO 8601 or epoch seconds), ``kind`` (``project``, ``file`` or ``metadata``),
+  ``project``, ``filename``, ``version``, ``status``, ``user_agent``, and optionally ``client``;
+- ``combined``: nginx's and Apache's combined access log, where a 404 on ``/simple/<name>/`` is a
+  project miss and a 404 on a distribution file (or its ``.metadata``) is a file miss whose
+  version comes from the file name.
+
+Names are normalized (PEP 503); requests for pip itself (its self-update check) are ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import re
+from collections.abc import Iterable, Iterator
+from urllib.parse import unquote
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+FORMATS = ("jsonl", "combined")
+KINDS = ("project", "file", "metadata")
+IGNORED_PROJECTS = {"pip"}
+_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+_COMBINED = re.compile(
+    rb'^(?P<client>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>\S+)(?: [^"]*)?" '
+    rb'(?P<status>\d{3}) (?:\d+|-)(?: "[^"]*" "(?P<ua>[^"]*)")?'
+)
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Miss:
+    """One request the index could not serve."""
+
+    ts: float  # seconds since the epoch
+    kind: str  # project, file or metadata
+    project: NormalizedName
+    version: str | None  # None for a project miss: "the newest release"
+    client: str
+    filename: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BadLine:
+    """A line that is neither a miss nor a request to ignore; it never stops ingestion."""
+
+    line: int
+    reason: str
+    text: str
+
+
+class UnknownFormat(ValueError):
+    pass
+
+
+def detect(first_line: bytes) -> str:
+    """The format of a log, from its first non-empty line."""
+    stripped = first_line.lstrip()
+    if stripped.startswith(b"{"):
+        return "jsonl"
+    if _COMBINED.match(first_line):
+        return "combined"
+    raise UnknownFormat("neither JSON lines nor a combined access log: name it with --format")
+
+
+def _from_filename(filename: str) -> tuple[str, NormalizedName, str] | None:
+    """(kind, project, version) of a distribution file name, or of its ``.metadata`` sidecar."""
+    kind = "file"
+    if filename.endswith(".metadata"):
+        kind, filename = "metadata", filename[: -len(".metadata")]
+    try:
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+        else:
+            name, version = parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        return None
+    return kind, name, str(version)
+
+
+def classify_path(path: str) -> tuple[str, NormalizedName, str | None, str | None] | None:
+    """(kind, project, version, filename) for a request path, or None if it asks for no package."""
+    parts = [p for p in unquote(path.split("?", 1)[0].split("#", 1)[0]).split("/") if p]
+    if len(parts) >= 2 and parts[-2] in ("simple", "+simple") and _NAME.match(parts[-1]):
+        return "project", canonicalize_name(parts[-1]), None, None
+    if parts and (found := _from_filename(parts[-1])):
+        kind, project, version = found
+        return kind, project, version, parts[-1]
+    return None
+
+
+def _combined_time(text: str) -> float:
+    # "10/Oct/2026:13:55:36 +0000", parsed by hand: strptime costs ten times more per line.
+    day, month, rest = text.split("/", 2)
+    year, hh, mm, rest = rest.split(":", 3)
+    ss, _, zone = rest.partition(" ")
+    when = datetime.datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=datetime.UTC)
+    offset = 0
+    if zone:
+        sign = -1 if zone[0] == "-" else 1
+        offset = sign * (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60)
+    return when.timestamp() - offset
+
+
+def _iso_time(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    raise ValueError(f"`ts` must be ISO 8601 or epoch seconds, got {value!r}")
+
+
+def parse_combined(lines: Iterable[bytes], first_line_number: int = 1) -> Iterator[Miss | BadLine]:
+    """Misses (404s on packages) in a combined access log; other requests are skipped."""
+    times: dict[bytes, float] = {}
+    for number, raw in enumerate(lines, first_line_number):
+        if not raw.strip():
+            continue
+        m = _COMBINED.match(raw)
+        if m is None:
+            yield BadLine(number, "not a combined access log line", raw[:200].decode("utf-8", "replace"))
+            continue
+        if m.group("status") != b"404":
+            continue
+        found = classify_path(m.group("path").decode("utf-8", "replace"))
+        if found is None or found[1] in IGNORED_PROJECTS:
+            continue
+        stamp = m.group("time")
+        ts = times.get(stamp)
+        if ts is None:
+            try:
+                ts = times[stamp] = _combined_time(stamp.decode())
+            except (ValueError, KeyError, IndexError, OverflowError):
+                yield BadLine(number, f"bad time {stamp.decode('utf-8', 'replace')!r}", raw[:200].decode("utf-8", "replace"))
+                continue
+        kind, project, version, filename = found
+        yield Miss(ts, kind, project, version, m.group("client").decode("utf-8", "replace"), filename)
+
+
+def _json_miss(data: object) -> Miss | None:
+    """A miss from one of factory's own records (None for pip itself); ValueError when invalid."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"`kind` must be one of {', '.join(KINDS)}, got {kind!r}")
+    if "ts" not in data:
+        raise ValueError("no `ts`")
+    ts = _iso_time(data["ts"])
+    filename = data.get("filename") or None
+    version = data.get("version") or None
+    project = data.get("project")
+    if kind == "project":
+        if not isinstance(project, str) or not _NAME.match(project):
+            raise ValueError(f"`project` must be a project name, got {project!r}")
+        version = None
+    else:
+        if not isinstance(filename, str) or (found := _from_filename(filename)) is None:
+            raise ValueError(f"`filename` must be a distribution file name, got {filename!r}")
+        _, from_file, from_name = found
+        if project is not None and canonicalize_name(str(project)) != from_file:
+            raise ValueError(f"`project` {project!r} does not match the file name {filename!r}")
+        project, version = from_file, from_name
+    if version is not None:
+        version = str(Version(str(version)))
+    name = canonicalize_name(project)
+    if name in IGNORED_PROJECTS:
+        return None
+    client = str(data.get("client") or data.get("user_agent") or "")
+    return Miss(ts, kind, name, version, client, filename)
+
+
+def parse_jsonl(lines: Iterable[bytes], first_line_number: int = 1) -> Iterator[Miss | BadLine]:
+    """Misses in factory's own JSON-lines miss log."""
+    for number, raw in enumerate(lines, first_line_number):
+        if not raw.strip():
+            continue
+        try:
+            miss = _json_miss(json.loads(raw))
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # JSON, time, name or version
+            yield BadLine(number, str(exc)[:200] or type(exc).__name__, raw[:200].decode("utf-8", "replace"))
+            continue
+        if miss is not None:
+            yield miss
+
+
+PARSERS = {"jsonl": parse_jsonl, "combined": parse_combined}
