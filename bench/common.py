@@ -21,8 +21,8 @@ __all__ = ["LocalIndex", "ROOT", "fixture_index", "make_sdist", "time_factory_bu
 
 
 def fixture_index(project: str, dest: Path) -> tuple[LocalIndex, Path]:
-    """A started local index serving ``tests/projects/<project>`` 1.0.0 (stop it with __exit__)."""
-    index = LocalIndex(fallback=config.pip_index_url()).__enter__()
+    """A local index serving ``tests/projects/<project>`` 1.0.0; use it as a context manager."""
+    index = LocalIndex(fallback=config.pip_index_url())
     sdist = make_sdist(project, "1.0.0", dest)
     index.add_file(project, sdist)
     return index, sdist
