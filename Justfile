@@ -9,7 +9,7 @@ build +specs: setup
     {{venv}}/bin/factory build "$@"
 
 # Run the test suite (real podman builds included); arguments go to pytest.
-test *args: setup
+test *args: setup postgres
     {{venv}}/bin/python -m pytest "$@"
 
 # Install what is missing: host packages, the venv with factory, the builder images.
@@ -28,6 +28,10 @@ bench: setup
 # podman, runc, debootstrap, QEMU for aarch64 (apt; idempotent).
 host:
     containers/host-setup
+
+# A PostgreSQL server on 127.0.0.1 for the shared-queue tests (apt; idempotent).
+postgres:
+    tests/postgres-setup
 
 # The venv, reinstalled only when pyproject.toml changes.
 venv:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import re
+import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from factory import __version__, config, images, pipeline, recipes
 from factory.failures import FactoryError
@@ -15,13 +24,21 @@ from factory.request import parse_request
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+STATUS_STYLE = {"built": "green", "partial": "yellow", "failed": "red", "skipped": "dim", "refused": "magenta",
+                "queued": "cyan", "building": "blue"}
 
 
 def _say(message: str) -> None:
     err.print(f"[dim]·[/dim] {message}", soft_wrap=True)
 
 
-STATUS_STYLE = {"built": "green", "partial": "yellow", "failed": "red", "skipped": "dim"}
+def _styled(status: str) -> str:
+    style = STATUS_STYLE.get(status, "")
+    return f"[{style}]{status}[/{style}]" if style else status
+
+
+def _raise_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
@@ -30,33 +47,30 @@ def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
         cfg = cfg.replace(archs=tuple(dict.fromkeys(args.arch)))
     if args.python:
         cfg = cfg.replace(pythons=config.check_pythons(tuple(dict.fromkeys(args.python)), "--python", cfg))
-    worst = 0
+    # SIGTERM (from a worker, say) stops a build the way Ctrl-C does: containers removed, record kept.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    say = (lambda _: None) if args.json else _say
+    done = []
     for request in requests:
-        err.print(f"[bold]build {request}[/bold]")
-        record = pipeline.run(request, cfg, _say)
-        style = STATUS_STYLE[record.status]
-        out.print(f"[{style}]{record.status}[/{style}] {record.request}"
-                  + (f" {record.version}" if record.version and "==" not in record.request else ""))
+        if not args.json:
+            err.print(f"[bold]build {request}[/bold]")
+        record = pipeline.run(request, cfg, say)
+        done.append(record)
+        if args.json:
+            continue
+        version = f" {record.version}" if record.version and "==" not in record.request else ""
+        out.print(f"{_styled(record.status)} {record.request}{version}")
         for target in record.targets:
             detail = target["wheel"] or f"[bold]{target['failure_class'] or ''}[/bold] {target['reason']}"
-            tstyle = STATUS_STYLE[target["status"]]
-            out.print(f"  {target['target']:<14} [{tstyle}]{target['status']:<7}[/{tstyle}] {detail}", soft_wrap=True)
+            out.print(f"  {target['target']:<14} {_styled(target['status']):<7} {detail}", soft_wrap=True)
         if not record.targets and record.failure_class:
             out.print(f"  [bold]{record.failure_class}[/bold]: {record.reason}", soft_wrap=True)
         timings = "  ".join(f"{k} {v:.1f}s" for k, v in record.durations.items())
         err.print(f"  [dim]{timings}  record: {cfg.records_dir / (record.project or '_unresolved') / record.id}.json[/dim]",
                   soft_wrap=True)
-        worst = max(worst, 0 if record.status == "built" else 1)
-    return worst
-
-
-def cmd_recipes(args: argparse.Namespace, cfg: config.Config) -> int:
-    files = sorted(cfg.recipes_dir.glob("*.toml"))
-    for path in files:
-        recipes.check(path)
-        out.print(f"ok {path.name}")
-    out.print(f"{len(files)} recipes in {cfg.recipes_dir} are valid")
-    return 0
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in done], indent=2))
+    return 0 if all(r.status == "built" for r in done) else 1
 
 
 def cmd_images(args: argparse.Namespace, cfg: config.Config) -> int:
@@ -73,11 +87,149 @@ def cmd_images(args: argparse.Namespace, cfg: config.Config) -> int:
     return 0
 
 
+def cmd_recipes(args: argparse.Namespace, cfg: config.Config) -> int:
+    files = sorted(cfg.recipes_dir.glob("*.toml"))
+    for path in files:
+        recipes.check(path)
+        out.print(f"ok {path.name}")
+    out.print(f"{len(files)} recipes in {cfg.recipes_dir} are valid")
+    return 0
+
+
+def _masked(value: str) -> str:
+    """A URL with its password hidden."""
+    return re.sub(r"(://[^/:@]+:)[^/@]+@", r"\1***@", value)
+
+
 def cmd_config(args: argparse.Namespace, cfg: config.Config) -> int:
     for setting in config.SETTINGS:
         value = getattr(cfg, setting.field)
         shown = list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
-        out.print(f"{setting.key} = {shown!r}".replace("'", '"'), "  # " + setting.env, soft_wrap=True)
+        if isinstance(shown, str):
+            shown = _masked(shown)
+        out.print(f"{setting.key} = {json.dumps(shown)}", "  # " + setting.env, soft_wrap=True)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory import ingest
+    from factory.ledger import Ledger
+
+    inputs: list[tuple[str, bytes]] = []
+    for name in args.files:  # all read first: a missing file is an error before anything is recorded
+        if name == "-":
+            inputs.append(("<stdin>", sys.stdin.buffer.read()))
+            continue
+        try:
+            inputs.append((name, Path(name).read_bytes()))
+        except OSError as exc:
+            raise FactoryError(f"{name}: cannot read: {exc.strerror}") from None
+    reports = []
+    with Ledger.open(cfg) as ledger:
+        for name, data in inputs:
+            with err.status(f"ingesting {name}") if err.is_terminal else contextlib.nullcontext():
+                report = ingest.ingest(ledger, name, data, args.format, args.strict)
+            reports.append(report)
+            already = f", {report.skipped_bytes} bytes ingested before" if report.skipped_bytes else ""
+            out.print(f"{name} ({report.format}): {report.lines} lines, {report.misses} misses -> "
+                      f"{report.requests} requests ({report.new} new), {len(report.bad)} bad lines{already}")
+            for bad in report.bad[: args.show_bad]:
+                err.print(f"  {name}:{bad.line}: {bad.reason}", soft_wrap=True)
+            if len(report.bad) > args.show_bad:
+                err.print(f"  … and {len(report.bad) - args.show_bad} more bad lines")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.ledger import Ledger
+    from factory.worker import Finished, Worker
+
+    with Ledger.open(cfg) as ledger:
+        waiting = ledger.counts()["queued"]
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err, disable=not err.is_terminal)
+    task = progress.add_task("building", total=1 if args.once else max(waiting, 1))
+
+    def report(done: Finished) -> None:
+        record = done.record or {}
+        state = done.state or "released"
+        built = f" -> {record.get('version')}" if done.item.version == "latest" and record.get("version") else ""
+        why = f": {record.get('failure_class')}: {record.get('reason')}" if state not in ("built", "released") and record else ""
+        progress.console.print(f"{_styled(state)} {done.item.spec}{built} ({done.seconds:.1f} s){why}", soft_wrap=True)
+        progress.advance(task)
+
+    worker = Worker(cfg, args.config, jobs=args.jobs, on_finish=report, verbose=args.verbose)
+    with progress:
+        finished = worker.run(once=args.once, forever=args.forever)
+    counts: dict[str, int] = {}
+    for f in finished:
+        counts[f.state or "released"] = counts.get(f.state or "released", 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "nothing to do"
+    err.print(f"worker {worker.id}: {summary}")
+    return 0
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return ""
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.ledger import Ledger
+    from factory.ledger import weight as ledger_weight
+
+    with Ledger.open(cfg) as ledger:
+        counts, top, failures, classes = (ledger.counts(), ledger.top_queued(args.top),
+                                          ledger.recent_failures(args.top), ledger.failure_classes())
+    if args.json:
+        item = lambda i: {**dataclasses.asdict(i), "spec": i.spec}  # noqa: E731
+        print(json.dumps({"counts": counts, "top_queued": [item(i) for i in top],
+                          "failure_classes": classes, "recent_failures": [item(i) for i in failures]}, indent=2))
+        return 0
+    where = _masked(cfg.queue_url) if cfg.queue_url else str(cfg.state_dir / "queue.sqlite3")
+    out.print(f"queue: {where}", soft_wrap=True)
+    table = Table()
+    table.add_column("state")
+    table.add_column("items", justify="right")
+    for state, n in counts.items():
+        table.add_row(_styled(state), str(n))
+    out.print(table)
+    if top:
+        table = Table(title="most wanted (queued); weight = (1 + hits)(1 + clients) e^(-days since last seen)",
+                      title_justify="left")
+        for column in ("weight", "request", "hits", "clients", "last seen", "attempts"):
+            table.add_column(column, justify="right" if column in ("weight", "hits", "clients", "attempts") else "left")
+        now = time.time()
+        for i in top:
+            table.add_row(f"{ledger_weight(i.priority, now):.2f}", i.spec, str(i.hits), str(i.clients),
+                          _when(i.last_seen), str(i.attempts))
+        out.print(table)
+    if failures:
+        table = Table(title="recent failures " + ", ".join(f"({c}: {n})" for c, n in classes.items()), title_justify="left")
+        for column in ("state", "request", "class", "reason", "when"):
+            table.add_column(column, overflow="fold")
+        for i in failures:
+            table.add_row(_styled(i.state), i.spec, i.failure_class or "", i.reason or "", _when(i.updated))
+        out.print(table)
+    return 0
+
+
+def cmd_requeue(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.ledger import LATEST, Ledger
+
+    project = version = None
+    if args.spec:
+        request = parse_request(args.spec)
+        project, version = request.project, (str(request.version) if request.version else None)
+        if args.latest:
+            version = LATEST
+    if not (args.spec or args.failure_class or args.all):
+        raise FactoryError("say what to requeue: NAME[==VERSION], --class CLASS, or --all")
+    states = ("failed", "refused") if args.refused else ("failed",)
+    with Ledger.open(cfg) as ledger:
+        n = ledger.requeue(project, version, args.failure_class, states)
+    out.print(f"requeued {n} item{'s' if n != 1 else ''}")
     return 0
 
 
@@ -91,16 +243,45 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("specs", nargs="+", metavar="NAME[==VERSION]")
     b.add_argument("--arch", action="append", choices=config.ARCHITECTURES, help="only this architecture (repeatable)")
     b.add_argument("--python", action="append", help="only this CPython, e.g. 3.13 (repeatable)")
+    b.add_argument("--json", action="store_true", help="print the build records as JSON, nothing else")
     b.set_defaults(func=cmd_build)
+
+    g = sub.add_parser("ingest", help="turn miss logs into queued build requests")
+    g.add_argument("files", nargs="+", metavar="FILE", help="a miss log; - for standard input")
+    g.add_argument("--format", choices=["jsonl", "combined"], help="default: detected from the first line")
+    g.add_argument("--strict", action="store_true", help="a bad line is an error (then nothing is ingested)")
+    g.add_argument("--show-bad", type=int, default=10, metavar="N", help="bad lines to list (default 10)")
+    g.set_defaults(func=cmd_ingest)
+
+    w = sub.add_parser("worker", help="claim queued requests and build them")
+    w.add_argument("-j", "--jobs", type=int, default=1, help="concurrent builds (default 1)")
+    mode = w.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="build one item, then stop")
+    mode.add_argument("--forever", action="store_true", help="wait for more work instead of stopping")
+    w.add_argument("-v", "--verbose", action="store_true", help="show each build's progress")
+    w.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("status", help="the queue: counts by state, most wanted, recent failures")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--top", type=int, default=10, metavar="N")
+    s.set_defaults(func=cmd_status)
+
+    r = sub.add_parser("requeue", help="queue failed requests again (e.g. after adding a recipe)")
+    r.add_argument("spec", nargs="?", metavar="NAME[==VERSION]")
+    r.add_argument("--latest", action="store_true", help="the NAME request for the newest release")
+    r.add_argument("--class", dest="failure_class", metavar="CLASS", help="only failures of this class")
+    r.add_argument("--all", action="store_true", help="every failed request")
+    r.add_argument("--refused", action="store_true", help="refused requests too")
+    r.set_defaults(func=cmd_requeue)
 
     i = sub.add_parser("images", help="build the builder images (ensure), print their tags, remove old ones (prune)")
     i.add_argument("action", choices=["ensure", "tag", "prune"])
     i.add_argument("--arch", action="append", choices=config.ARCHITECTURES)
     i.set_defaults(func=cmd_images)
 
-    r = sub.add_parser("recipes", help="check every recipe in recipes-dir against the schema")
-    r.add_argument("action", choices=["check"])
-    r.set_defaults(func=cmd_recipes)
+    rc = sub.add_parser("recipes", help="check every recipe in recipes-dir against the schema")
+    rc.add_argument("action", choices=["check"])
+    rc.set_defaults(func=cmd_recipes)
 
     c = sub.add_parser("config", help="print the effective settings and their environment variables")
     c.set_defaults(func=cmd_config)
@@ -114,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = config.load(args.config)
         return func(args, cfg)
     except FactoryError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
@@ -123,3 +304,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -105,6 +105,12 @@ def check_pythons(value: tuple[str, ...], where: str, config: Config) -> tuple[s
     return value
 
 
+def _queue_url(value: str) -> str | None:
+    if not value or value.startswith(("postgresql://", "postgres://")):
+        return None
+    return f"{value!r} is not a postgresql:// URL (leave it empty for SQLite in state-dir)"
+
+
 def _url(value: str) -> str | None:
     return None if re.match(r"(https?|file)://", value) else f"{value!r} is not an http(s):// or file:// URL"
 
@@ -123,6 +129,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("container-network", str, lambda: "host", "podman --network for builds"),
     Setting("debian-suite", str, lambda: "bookworm", "Debian suite of the builder images"),
     Setting("debian-mirror", str, lambda: "", "Debian mirror for images (default: the host's apt sources)"),
+    Setting("queue-url", str, lambda: "", "the build queue: postgresql://... (default: SQLite in state-dir)", _queue_url),
+    Setting("lease-seconds", int, lambda: 300, "how long a worker's claim lasts without a heartbeat", _positive),
+    Setting("max-attempts", int, lambda: 3, "tries for a build that fails transiently", _positive),
+    Setting("retry-backoff", float, lambda: 60.0, "seconds before the first retry (doubling each time)", _positive),
     Setting("recipes-dir", Path, lambda: PROJECT_ROOT / "recipes", "per-package build recipes"),
     Setting("containers-dir", Path, lambda: PROJECT_ROOT / "containers", "builder image definitions"),
 )
@@ -143,6 +153,10 @@ class Config:
     build_timeout: int
     http_timeout: float
     container_network: str
+    queue_url: str
+    lease_seconds: int
+    max_attempts: int
+    retry_backoff: float
     debian_suite: str
     debian_mirror: str
     recipes_dir: Path

@@ -17,7 +17,7 @@ from factory import misses
 from factory.failures import FactoryError
 from factory.ledger import LATEST, Demand, Ledger
 
-HEAD = 4096  # how much of an input identifies it as the continuation of one ingested before
+HEAD = 4096  # at most this much of the first line identifies a log as one ingested before, grown
 
 
 class IngestError(FactoryError):
@@ -61,7 +61,8 @@ def aggregate(events: list[misses.Miss]) -> list[Demand]:
 def ingest(ledger: Ledger, source: str, data: bytes, fmt: str | None = None, strict: bool = False) -> Report:
     """Ingest one input (the bytes of a file, or of stdin) named ``source`` in reports."""
     view = memoryview(data)
-    head = _digest(view[:HEAD])
+    newline = data.find(b"\n", 0, HEAD)
+    head = _digest(view[: newline + 1 if newline >= 0 else HEAD])  # a log keeps its first line as it grows
     offset = 0
     for size, digest in ledger.ingested_prefixes(head):
         if size <= len(data) and _digest(view[:size]) == digest:

@@ -90,6 +90,11 @@ def priority(hits: int, clients: int, last_seen: float) -> float:
     return math.log1p(hits) + math.log1p(clients) + last_seen / DAY
 
 
+def weight(priority: float, now: float) -> float:
+    """What a priority is worth at ``now``: (1 + hits)(1 + clients) e^(-days since last seen)."""
+    return math.exp(priority - now / DAY)
+
+
 @dataclasses.dataclass(frozen=True)
 class Item:
     """One build request, as the ledger holds it."""
@@ -361,8 +366,8 @@ class Ledger:
         return state if cur.rowcount == 1 else None
 
     def requeue(self, project: str | None = None, version: str | None = None, failure_class: str | None = None,
-                states: Sequence[str] = ("failed", "refused"), now: float | None = None) -> int:
-        """Put failed (or refused) items back in the queue, e.g. after adding a recipe."""
+                states: Sequence[str] = ("failed",), now: float | None = None) -> int:
+        """Put failed items (or those in ``states``) back in the queue, e.g. after adding a recipe."""
         now = time.time() if now is None else now
         where = [f"state IN ({', '.join('?' * len(states))})"]
         args: list[Any] = list(states)

@@ -104,6 +104,9 @@ def run(request: BuildRequest, config: Config, say: Say = lambda _: None) -> rec
             fields["failure_class"] = str(FailureClass.RECIPE)
     except Exception as exc:  # a bug in factory: record it like any other failure
         fields.update(failure_class=str(FailureClass.INTERNAL), reason=repr(exc), log_tail=traceback.format_exc())
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): recorded, then passed on
+        fields.update(failure_class=str(FailureClass.INTERNAL), reason="interrupted before the build ended")
+        raise
     finally:
         logs = sorted(work.glob("build-*.log"))
         _summarize(fields, outcomes)

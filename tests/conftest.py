@@ -85,6 +85,42 @@ def arm64_image(tmp_path_factory: pytest.TempPathFactory) -> images.BuilderImage
     return _image(tmp_path_factory, "aarch64")
 
 
+POSTGRES = os.environ.get("FACTORY_TEST_POSTGRES", "postgresql://factory:factory@127.0.0.1:5432/factory_test")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> str:
+    """The test PostgreSQL server (tests/postgres-setup starts it; `just test` runs that)."""
+    import psycopg
+
+    try:
+        psycopg.connect(POSTGRES, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"no PostgreSQL at {POSTGRES}: run tests/postgres-setup (`just test` does): {exc}")
+    return POSTGRES
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty queue: an SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "queue.sqlite3")
+        return
+    import secrets
+
+    import psycopg
+
+    server = request.getfixturevalue("postgres")
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{server}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def clean_venv(path: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     return path / "bin" / "python"
