@@ -32,9 +32,10 @@ def _say(message: str) -> None:
     err.print(f"[dim]·[/dim] {message}", soft_wrap=True)
 
 
-def _styled(status: str) -> str:
+def _styled(status: str, width: int = 0) -> str:
     style = STATUS_STYLE.get(status, "")
-    return f"[{style}]{status}[/{style}]" if style else status
+    text = status.ljust(width)
+    return f"[{style}]{text}[/{style}]" if style else text
 
 
 def _raise_interrupt(*_: object) -> None:
@@ -62,7 +63,7 @@ def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
         out.print(f"{_styled(record.status)} {record.request}{version}")
         for target in record.targets:
             detail = target["wheel"] or f"[bold]{target['failure_class'] or ''}[/bold] {target['reason']}"
-            out.print(f"  {target['target']:<14} {_styled(target['status']):<7} {detail}", soft_wrap=True)
+            out.print(f"  {target['target']:<14} {_styled(target['status'], 7)} {detail}", soft_wrap=True)
         if not record.targets and record.failure_class:
             out.print(f"  [bold]{record.failure_class}[/bold]: {record.reason}", soft_wrap=True)
         timings = "  ".join(f"{k} {v:.1f}s" for k, v in record.durations.items())
