@@ -21,9 +21,11 @@ factory *args: venv
     {{venv}}/bin/factory "$@"
 
 # The benchmarks in bench/, each printing its figures.
-bench: setup
+bench: setup postgres
     {{venv}}/bin/python bench/build_ratio.py
     {{venv}}/bin/python bench/arch_ratio.py
+    {{venv}}/bin/python bench/ingest_speed.py
+    {{venv}}/bin/python bench/claims.py
 
 # podman, runc, debootstrap, QEMU for aarch64 (apt; idempotent).
 host:

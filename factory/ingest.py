@@ -45,16 +45,18 @@ def _digest(data: memoryview) -> str:
 def aggregate(events: list[misses.Miss]) -> list[Demand]:
     """One demand per (project, version or latest)."""
     table: dict[tuple[str, str], list] = {}
-    for e in events:
-        key = (e.project, e.version or LATEST)
+    for ts, _, project, version, client, _ in events:
+        key = (project, version or LATEST)
         entry = table.get(key)
         if entry is None:
-            table[key] = [1, {e.client}, e.ts, e.ts]
+            table[key] = [1, {client}, ts, ts]
         else:
             entry[0] += 1
-            entry[1].add(e.client)
-            entry[2] = min(entry[2], e.ts)
-            entry[3] = max(entry[3], e.ts)
+            entry[1].add(client)
+            if ts < entry[2]:
+                entry[2] = ts
+            elif ts > entry[3]:
+                entry[3] = ts
     return [Demand(p, v, hits, frozenset(clients), first, last) for (p, v), (hits, clients, first, last) in table.items()]
 
 
@@ -68,7 +70,7 @@ def ingest(ledger: Ledger, source: str, data: bytes, fmt: str | None = None, str
         if size <= len(data) and _digest(view[:size]) == digest:
             offset = size
             break
-    first = next((line for line in data.split(b"\n", 50)[:50] if line.strip()), b"")
+    first = next((line for line in data[:65536].split(b"\n") if line.strip()), b"")
     if fmt is None:
         try:
             fmt = misses.detect(first) if first else "jsonl"
@@ -76,20 +78,19 @@ def ingest(ledger: Ledger, source: str, data: bytes, fmt: str | None = None, str
             raise IngestError(f"{source}: {exc}") from None
     if offset == len(data):
         return Report(source, fmt, 0, 0, 0, 0, (), offset)
-    lines = data[offset:].split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
+    body = data[offset:]
     first_number = data.count(b"\n", 0, offset) + 1
     events: list[misses.Miss] = []
     bad: list[misses.BadLine] = []
-    for item in misses.PARSERS[fmt](lines, first_number):
+    for item in misses.parse_buffer(fmt, body, first_number):
         if isinstance(item, misses.BadLine):
             bad.append(item)
         else:
             events.append(item)
+    lines = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
     if strict and bad:
         shown = "; ".join(f"{source}:{b.line}: {b.reason}" for b in bad[:5])
         raise IngestError(f"{len(bad)} bad lines, nothing ingested (without --strict they are skipped): {shown}")
     demands = aggregate(events)
     new, _ = ledger.add(demands, ingested=(head, len(data), _digest(view)))
-    return Report(source, fmt, len(lines), len(events), len(demands), new, tuple(bad), offset)
+    return Report(source, fmt, lines, len(events), len(demands), new, tuple(bad), offset)

@@ -271,33 +271,38 @@ class Ledger:
         projects = sorted({d.project for d in demands})
         with self._transaction():
             known = {(p, v) for p, v, *_ in self._by_project(projects)}
+            fresh = [d for d in demands if (d.project, d.version) not in known]
+            again = [d for d in demands if (d.project, d.version) in known]
+            # New requests: everything is known here, one insert each.
             self._executemany(
                 "INSERT INTO requests (project, version, state, priority, hits, clients, first_seen, last_seen, updated) "
-                "VALUES (?, ?, 'queued', 0, ?, 0, ?, ?, ?) ON CONFLICT (project, version) DO UPDATE SET "
-                "hits = requests.hits + excluded.hits, first_seen = {least}(requests.first_seen, excluded.first_seen), "
-                "last_seen = {greatest}(requests.last_seen, excluded.last_seen), updated = excluded.updated",
-                [(d.project, d.version, d.hits, d.first_seen, d.last_seen, now) for d in demands],
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                [(d.project, d.version, priority(d.hits, len(d.clients), d.last_seen), d.hits, len(d.clients),
+                  d.first_seen, d.last_seen, now) for d in fresh],
             )
             self._executemany(
                 "INSERT INTO request_clients (project, version, client) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 [(d.project, d.version, c) for d in demands for c in d.clients],
             )
+            # Known requests: add the hits, widen the times, count the clients again, re-rank.
             self._executemany(
-                "UPDATE requests SET clients = (SELECT count(*) FROM request_clients c "
+                "UPDATE requests SET hits = hits + ?, first_seen = {least}(first_seen, ?), "
+                "last_seen = {greatest}(last_seen, ?), updated = ?, clients = (SELECT count(*) FROM request_clients c "
                 "WHERE c.project = requests.project AND c.version = requests.version) WHERE project = ? AND version = ?",
-                [(d.project, d.version) for d in demands],
+                [(d.hits, d.first_seen, d.last_seen, now, d.project, d.version) for d in again],
             )
-            wanted = {(d.project, d.version) for d in demands}
-            self._executemany(
-                "UPDATE requests SET priority = ? WHERE project = ? AND version = ?",
-                [(priority(hits, clients, seen), p, v) for p, v, hits, clients, seen in self._by_project(projects)
-                 if (p, v) in wanted],
-            )
+            if again:
+                wanted = {(d.project, d.version) for d in again}
+                self._executemany(
+                    "UPDATE requests SET priority = ? WHERE project = ? AND version = ?",
+                    [(priority(hits, clients, seen), p, v)
+                     for p, v, hits, clients, seen in self._by_project(sorted({d.project for d in again}))
+                     if (p, v) in wanted],
+                )
             if ingested is not None:
                 self._execute("INSERT INTO ingested (head, size, digest, at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                               [*ingested, now])
-        new = sum(1 for d in demands if (d.project, d.version) not in known)
-        return new, len(demands) - new
+        return len(fresh), len(again)
 
     # -- workers ------------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ import datetime
 import json
 import re
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from packaging.utils import (
@@ -35,16 +37,19 @@ FORMATS = ("jsonl", "combined")
 KINDS = ("project", "file", "metadata")
 IGNORED_PROJECTS = {"pip"}
 _NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
-_COMBINED = re.compile(
-    rb'^(?P<client>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>\S+)(?: [^"]*)?" '
-    rb'(?P<status>\d{3}) (?:\d+|-)(?: "[^"]*" "(?P<ua>[^"]*)")?'
+# No field may hold a newline, so the same pattern also runs over a whole buffer (re.M).
+_COMBINED_LINE = (
+    rb'^(?P<client>\S+) \S+ \S+ \[(?P<time>[^\]\n]+)\] "(?P<method>[A-Z]+) (?P<path>\S+)(?: [^"\n]*)?" '
+    rb'(?P<status>\d{3}) (?:\d+|-)'
 )
+_COMBINED = re.compile(_COMBINED_LINE)
+# Every well-formed line of a buffer: (client, time, path, status), the rest of the line skipped.
+_COMBINED_ALL = re.compile(_COMBINED_LINE.replace(b"(?P<method>[A-Z]+)", b"[A-Z]+") + rb"[^\n]*$", re.M)
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 
 
-@dataclasses.dataclass(frozen=True)
-class Miss:
-    """One request the index could not serve."""
+class Miss(NamedTuple):
+    """One request the index could not serve (a tuple: logs hold millions of them)."""
 
     ts: float  # seconds since the epoch
     kind: str  # project, file or metadata
@@ -92,6 +97,7 @@ def _from_filename(filename: str) -> tuple[str, NormalizedName, str] | None:
     return kind, name, str(version)
 
 
+@lru_cache(maxsize=65536)
 def classify_path(path: str) -> tuple[str, NormalizedName, str | None, str | None] | None:
     """(kind, project, version, filename) for a request path, or None if it asks for no package."""
     parts = [p for p in unquote(path.split("?", 1)[0].split("#", 1)[0]).split("/") if p]
@@ -124,6 +130,27 @@ def _iso_time(value: object) -> float:
     raise ValueError(f"`ts` must be ISO 8601 or epoch seconds, got {value!r}")
 
 
+@lru_cache(maxsize=65536)
+def _classify_raw(path: bytes) -> tuple[str, NormalizedName, str | None, str | None] | None:
+    found = classify_path(path.decode("utf-8", "replace"))
+    return None if found is None or found[1] in IGNORED_PROJECTS else found
+
+
+def _combined_miss(client: bytes, stamp: bytes, path: bytes, times: dict[bytes, float]) -> Miss | str | None:
+    """The miss a 404 line stands for, None if it asks for no package, or why its time is bad."""
+    found = _classify_raw(path)
+    if found is None:
+        return None
+    ts = times.get(stamp)
+    if ts is None:
+        try:
+            ts = times[stamp] = _combined_time(stamp.decode())
+        except (ValueError, KeyError, IndexError, OverflowError):
+            return f"bad time {stamp.decode('utf-8', 'replace')!r}"
+    kind, project, version, filename = found
+    return Miss(ts, kind, project, version, client.decode("utf-8", "replace"), filename)
+
+
 def parse_combined(lines: Iterable[bytes], first_line_number: int = 1) -> Iterator[Miss | BadLine]:
     """Misses (404s on packages) in a combined access log; other requests are skipped."""
     times: dict[bytes, float] = {}
@@ -136,19 +163,31 @@ def parse_combined(lines: Iterable[bytes], first_line_number: int = 1) -> Iterat
             continue
         if m.group("status") != b"404":
             continue
-        found = classify_path(m.group("path").decode("utf-8", "replace"))
-        if found is None or found[1] in IGNORED_PROJECTS:
-            continue
-        stamp = m.group("time")
-        ts = times.get(stamp)
-        if ts is None:
-            try:
-                ts = times[stamp] = _combined_time(stamp.decode())
-            except (ValueError, KeyError, IndexError, OverflowError):
-                yield BadLine(number, f"bad time {stamp.decode('utf-8', 'replace')!r}", raw[:200].decode("utf-8", "replace"))
-                continue
-        kind, project, version, filename = found
-        yield Miss(ts, kind, project, version, m.group("client").decode("utf-8", "replace"), filename)
+        miss = _combined_miss(m.group("client"), m.group("time"), m.group("path"), times)
+        if type(miss) is str:
+            yield BadLine(number, miss, raw[:200].decode("utf-8", "replace"))
+        elif miss is not None:
+            yield miss
+
+
+def parse_combined_buffer(data: bytes, first_line_number: int = 1) -> Iterator[Miss | BadLine]:
+    """:func:`parse_combined` over a whole buffer: one regex pass in C finds the well-formed
+    lines; only if some line is not (or has a bad time) is the buffer read again line by line,
+    to number the bad lines."""
+    rows = _COMBINED_ALL.findall(data)
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    if len(rows) != lines:  # a bad line (or a blank one): read line by line
+        yield from parse_combined(data.split(b"\n"), first_line_number)
+        return
+    times: dict[bytes, float] = {}
+    found = []
+    for client, stamp, path, status in rows:
+        if status == b"404" and (miss := _combined_miss(client, stamp, path, times)) is not None:
+            if type(miss) is str:  # a bad time: let the line-by-line reader number it
+                yield from parse_combined(data.split(b"\n"), first_line_number)
+                return
+            found.append(miss)
+    yield from found
 
 
 def _json_miss(data: object) -> Miss | None:
@@ -199,3 +238,10 @@ def parse_jsonl(lines: Iterable[bytes], first_line_number: int = 1) -> Iterator[
 
 
 PARSERS = {"jsonl": parse_jsonl, "combined": parse_combined}
+
+
+def parse_buffer(fmt: str, data: bytes, first_line_number: int = 1) -> Iterator[Miss | BadLine]:
+    """Every miss and bad line of a whole input in format ``fmt``."""
+    if fmt == "combined":
+        return parse_combined_buffer(data, first_line_number)
+    return parse_jsonl(data.split(b"\n"), first_line_number)

@@ -95,3 +95,10 @@ def test_no_json_record_crashes_the_parser(value, record):
 def test_deeply_nested_json_is_a_bad_line():
     (item,) = misses.parse_jsonl([b"[" * 100000 + b"]" * 100000])
     assert isinstance(item, misses.BadLine)
+
+
+def test_the_whole_buffer_reader_agrees_with_the_line_reader():
+    good = [line for line in COMBINED if line != b"garbage" and b"99/Foo" not in line]
+    for lines in (good, COMBINED, good + [b""], [b""] + good):
+        data = b"\n".join(lines) + b"\n"
+        assert list(misses.parse_buffer("combined", data, 5)) == list(misses.parse_combined(lines, 5))
