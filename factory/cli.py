@@ -6,8 +6,10 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import getpass
 import json
 import re
+import secrets
 import signal
 import sys
 import time
@@ -234,6 +236,86 @@ def cmd_requeue(args: argparse.Namespace, cfg: config.Config) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.index import publish
+
+    if not args.rebuild:
+        raise FactoryError("factory publishes what it builds; `factory publish --rebuild` rewrites every page")
+    started = time.perf_counter()
+    n = publish.rebuild(cfg.index_dir, cfg.index_url)
+    out.print(f"rewrote the pages of {n} projects in {time.perf_counter() - started:.2f} s")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.index import check, publish
+    from factory.index.manifest import PROJECT_STATUSES, ProjectStatus
+
+    if args.action == "check":
+        report = check.check(cfg.index_dir, cfg.index_url)
+        for problem in report.problems:
+            out.print(f"[red]problem[/red] {problem}", soft_wrap=True)
+        pending = f"; {report.pending} files not on a page yet (an interrupted publish: `factory publish --rebuild`)" \
+            if report.pending else ""
+        verdict = "[green]ok[/green]" if report.ok else f"[red]{len(report.problems)} problems[/red]"
+        out.print(f"{verdict}: {report.projects} projects, {report.files} files checked{pending}")
+        return 0 if report.ok else 1
+    if not args.project or not args.status:
+        raise FactoryError("usage: factory index set-status PROJECT STATUS [--reason TEXT]")
+    if args.status not in PROJECT_STATUSES:
+        raise FactoryError(f"status must be one of {', '.join(PROJECT_STATUSES)}")
+    project = parse_request(args.project).project
+    status = None if args.status == "active" and not args.reason else ProjectStatus(args.status, args.reason)
+    publish.set_status(cfg.index_dir, project, status, cfg.index_url)
+    out.print(f"{project}: {args.status}")
+    return 0
+
+
+def cmd_yank(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.index import publish
+
+    request = parse_request(args.spec)
+    if request.version is None:
+        raise FactoryError(f"{args.spec!r}: yank one version, as in {request.project}==1.2.3")
+    n = publish.yank(cfg.index_dir, request.project, str(request.version), None if args.undo else args.reason,
+                     cfg.index_url)
+    out.print(f"{'un-yanked' if args.undo else 'yanked'} {n} file{'s' if n != 1 else ''} of {request}")
+    return 0
+
+
+def cmd_users(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.serve.auth import TOKEN_USER, add_user
+
+    secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass(f"secret for {args.name}: ")
+    if args.token:
+        secret = secret or secrets.token_urlsafe(32)
+        add_user(args.file, f"{TOKEN_USER}{args.name}", secret)
+        out.print(f"token for {args.name}: {secret}")
+    else:
+        add_user(args.file, args.name, secret)
+        out.print(f"added {args.name} to {args.file}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
+    import uvicorn
+
+    from factory.serve.app import ServeSettings, create_app
+    from factory.serve.auth import Users
+
+    users = Users(args.users) if args.users else None
+    if users is None and args.host not in ("127.0.0.1", "::1", "localhost"):
+        err.print("[yellow]warning:[/yellow] serving without --users on a non-loopback address: anyone can read")
+    settings = ServeSettings(
+        index_dir=cfg.index_dir, miss_log=args.miss_log or cfg.state_dir / "misses.jsonl",
+        upstream=None if args.no_fallback else cfg.upstream, users=users, http_timeout=cfg.http_timeout,
+    )
+    err.print(f"serving {cfg.index_dir} at http://{args.host}:{args.port}/simple/ "
+              f"({'closed' if args.no_fallback else 'falling back to ' + _masked(cfg.upstream)}; misses to {settings.miss_log})")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=args.access_log)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="factory", description="Rebuild Python packages from source into a private index.")
     p.add_argument("--version", action="version", version=f"factory {__version__}")
@@ -274,6 +356,39 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--all", action="store_true", help="every failed request")
     r.add_argument("--refused", action="store_true", help="refused requests too")
     r.set_defaults(func=cmd_requeue)
+
+    pb = sub.add_parser("publish", help="rewrite every page of the index from its manifest (--rebuild)")
+    pb.add_argument("--rebuild", action="store_true")
+    pb.set_defaults(func=cmd_publish)
+
+    ix = sub.add_parser("index", help="check the index (check) or set a project's PEP 792 status (set-status)")
+    ix.add_argument("action", choices=["check", "set-status"])
+    ix.add_argument("project", nargs="?")
+    ix.add_argument("status", nargs="?", help="active, archived, quarantined or deprecated")
+    ix.add_argument("--reason")
+    ix.set_defaults(func=cmd_index)
+
+    y = sub.add_parser("yank", help="yank NAME==VERSION (PEP 592): installers skip it unless pinned")
+    y.add_argument("spec", metavar="NAME==VERSION")
+    y.add_argument("--reason", default="", help="why, for the people who pinned it")
+    y.add_argument("--undo", action="store_true", help="un-yank")
+    y.set_defaults(func=cmd_yank)
+
+    sv = sub.add_parser("serve", help="serve the index over HTTP, with auth, upstream fallback and a miss log")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument("--users", type=Path, help="users file (`factory users add`); without it anyone may read")
+    sv.add_argument("--no-fallback", action="store_true", help="a closed index: no upstream for projects it lacks")
+    sv.add_argument("--miss-log", type=Path, help="default: state-dir/misses.jsonl (what `factory ingest` reads)")
+    sv.add_argument("--access-log", action="store_true", help="log every request")
+    sv.set_defaults(func=cmd_serve)
+
+    us = sub.add_parser("users", help="add a user (or a token) to a users file for `factory serve`")
+    us.add_argument("action", choices=["add"])
+    us.add_argument("file", type=Path)
+    us.add_argument("name")
+    us.add_argument("--token", action="store_true", help="a token (random unless one is given on stdin)")
+    us.set_defaults(func=cmd_users)
 
     i = sub.add_parser("images", help="build the builder images (ensure), print their tags, remove old ones (prune)")
     i.add_argument("action", choices=["ensure", "tag", "prune"])

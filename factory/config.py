@@ -119,6 +119,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upstream", str, pip_index_url, "simple index the sources come from (default: pip's)", _url),
     Setting("index-dir", Path, lambda: Path("index"), "where the private index is published"),
     Setting("state-dir", Path, lambda: Path("state"), "caches, build records, work trees"),
+    Setting("base-url", str, lambda: "", "the URL the index directory is served at (default: its file:// URL)",
+            lambda v: None if not v or re.match(r"(https?|file)://", v) else f"{v!r} is not an http(s):// or file:// URL"),
     Setting("archs", tuple, lambda: ARCHITECTURES, "architectures to build for: x86_64, aarch64", _archs),
     Setting("image-pythons", tuple, lambda: ("3.11", "3.13"), "CPythons the builder images hold", _some_pythons),
     Setting("pythons", tuple, lambda: (), "CPythons to build for (default: all of image-pythons)", _pythons),
@@ -145,6 +147,7 @@ class Config:
     upstream: str
     index_dir: Path
     state_dir: Path
+    base_url: str
     archs: tuple[str, ...]
     image_pythons: tuple[str, ...]
     pythons: tuple[str, ...]
@@ -161,6 +164,12 @@ class Config:
     debian_mirror: str
     recipes_dir: Path
     containers_dir: Path
+
+    @property
+    def index_url(self) -> str:
+        """The absolute URL of the index directory, ending in / (PEP 740 links need one)."""
+        url = self.base_url or self.index_dir.resolve().as_uri()
+        return url if url.endswith("/") else url + "/"
 
     @property
     def cache_dir(self) -> Path:

@@ -235,7 +235,7 @@ def _stages(request: BuildRequest, config: Config, build_id: str, work: Path, cl
                         for c in good]
     if good:
         with clock.stage("publish"):
-            done = publish.publish(config.index_dir, [inspect_wheel(c.path) for c in good])
+            done = publish.publish(config.index_dir, [inspect_wheel(c.path) for c in good], config.index_url)
         fields["published"] = [e.filename for e in done.entries]
         for name in fields["published"]:
             say(f"published {name}")

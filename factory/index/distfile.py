@@ -25,6 +25,8 @@ class DistFile:
     size: int
     requires_python: str | None
     metadata: bytes  # the wheel's METADATA, byte for byte: the PEP 658 sidecar
+    bundle: bytes | None = None  # its Sigstore bundle (<wheel>.sigstore.json), once signed
+    provenance: bytes | None = None  # its PEP 740 provenance object, once signed
 
     @property
     def filename(self) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 SCHEMA = """
@@ -21,10 +21,19 @@ CREATE TABLE IF NOT EXISTS files (
     metadata_sha256 TEXT,
     upload_time     TEXT NOT NULL,
     yanked          TEXT,
-    path            TEXT NOT NULL
+    path            TEXT NOT NULL,
+    provenance      TEXT
 );
 CREATE INDEX IF NOT EXISTS files_by_project ON files (project);
+CREATE TABLE IF NOT EXISTS projects (
+    name            TEXT PRIMARY KEY,
+    status          TEXT,
+    status_reason   TEXT
+);
 """
+
+#: PEP 792 project statuses ("active" is what no status means).
+PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,16 +44,25 @@ class FileEntry:
     project: str
     version: str
     sha256: str
-    size: int
+    size: int | None  # None only for pages passed through from the upstream, which may not say
     requires_python: str | None
     metadata_sha256: str | None
     upload_time: str  # ISO 8601, UTC, e.g. 2026-11-22T16:03:00.000000Z
     yanked: str | None  # None, or the reason ("" when none was given)
     path: str  # relative to the index directory
+    provenance: str | None = None  # the PEP 740 provenance file, relative to the index directory
 
     @property
     def metadata_path(self) -> str:
         return self.path + ".metadata"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectStatus:
+    """PEP 792: what a project's maintainers say of it."""
+
+    status: str
+    reason: str | None = None
 
 
 _COLUMNS = [f.name for f in dataclasses.fields(FileEntry)]
@@ -76,11 +94,20 @@ class Manifest:
         """A project's files in ascending order of file name."""
         return self._entries("WHERE project = ? ORDER BY filename", [project])
 
+    def all_files(self) -> Iterator[FileEntry]:
+        """Every file, by project then file name."""
+        cursor = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM files ORDER BY project, filename")
+        for row in cursor:
+            yield FileEntry(*row)
+
     def projects(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT DISTINCT project FROM files ORDER BY project")]
 
     def has_project(self, project: str) -> bool:
         return self.db.execute("SELECT 1 FROM files WHERE project = ? LIMIT 1", (project,)).fetchone() is not None
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM files").fetchone()[0])
 
     def add(self, entries: Iterable[FileEntry]) -> None:
         """Record new files, all or none."""
@@ -91,3 +118,28 @@ class Manifest:
                 f"INSERT INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
                 [dataclasses.astuple(e) for e in entries],
             )
+
+    def set_yanked(self, project: str, version: str, reason: str | None) -> int:
+        """Yank (``reason`` a string, maybe empty) or un-yank (None) every file of a version."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            cur = self.db.execute("UPDATE files SET yanked = ? WHERE project = ? AND version = ?",
+                                  (reason, project, version))
+        return cur.rowcount
+
+    def status(self, project: str) -> ProjectStatus | None:
+        row = self.db.execute("SELECT status, status_reason FROM projects WHERE name = ?", (project,)).fetchone()
+        return ProjectStatus(row[0], row[1]) if row and row[0] else None
+
+    def set_status(self, project: str, status: ProjectStatus | None) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT INTO projects (name, status, status_reason) VALUES (?, ?, ?) ON CONFLICT (name) "
+                "DO UPDATE SET status = excluded.status, status_reason = excluded.status_reason",
+                (project, status.status if status else None, status.reason if status else None),
+            )
+
+    def statuses(self) -> dict[str, ProjectStatus]:
+        rows = self.db.execute("SELECT name, status, status_reason FROM projects WHERE status IS NOT NULL")
+        return {name: ProjectStatus(status, reason) for name, status, reason in rows}

@@ -1,22 +1,34 @@
-"""Render the simple index's pages (PEP 503 HTML) from manifest entries."""
+"""Render the simple index's pages from manifest entries, in both forms of the API:
+HTML (PEP 503) and JSON (PEP 691), carrying the same facts.
+
+What the pages say: hashes; ``requires-python``; yanked (PEP 592); the core metadata sidecar
+(PEP 658 and 714); ``size``, ``upload-time`` and ``versions`` (PEP 700); ``provenance``
+(PEP 740, an absolute URL); the project status (PEP 792).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Sequence
 from html import escape
 
-from factory.index.manifest import FileEntry
+from packaging.version import InvalidVersion, Version
 
-#: PEP 629 API version of the pages; 1.1 covers what PEP 658/714 metadata links need.
-API_VERSION = "1.1"
+from factory.index.manifest import FileEntry, ProjectStatus
+
+#: The simple API version the pages follow (PEP 792 is 1.4).
+API_VERSION = "1.4"
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPE = "application/vnd.pypi.simple.v1+html"
 
 
-def _page(title: str, body: Iterable[str]) -> str:
+def _html(title: str, head: Sequence[str], body: Sequence[str]) -> str:
     lines = [
         "<!DOCTYPE html>",
         "<html>",
         "  <head>",
         f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+        *(f"    {line}" for line in head),
         f"    <title>{escape(title)}</title>",
         "  </head>",
         "  <body>",
@@ -29,21 +41,47 @@ def _page(title: str, body: Iterable[str]) -> str:
     return "\n".join(lines)
 
 
-def root_html(projects: Iterable[str]) -> str:
+def _json(data: dict) -> str:
+    # Compact: an indent would switch json to its pure-Python encoder, ten times slower.
+    return json.dumps(data, separators=(",", ":")) + "\n"
+
+
+def root_html(projects: Sequence[str]) -> str:
     """The root page: one link per (normalized) project name."""
-    return _page("Simple index", (f'<a href="{escape(p)}/">{escape(p)}</a><br>' for p in projects))
+    return _html("Simple index", [], [f'<a href="{escape(p)}/">{escape(p)}</a><br>' for p in projects])
 
 
-def file_href(entry: FileEntry) -> str:
-    """The link to a file from its project page (``simple/<project>/``), with its hash."""
-    return f"../../{entry.path}#sha256={entry.sha256}"
+def root_json(projects: Sequence[str]) -> str:
+    return _json({"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]})
 
 
-def project_html(project: str, entries: Iterable[FileEntry]) -> str:
+def file_url(entry: FileEntry) -> str:
+    """The link to a file from its project page (``simple/<project>/``)."""
+    return f"../../{entry.path}"
+
+
+def provenance_url(entry: FileEntry, base_url: str) -> str | None:
+    """PEP 740 wants an absolute URL: the index's base URL and the file's path."""
+    return base_url + entry.provenance if entry.provenance else None
+
+
+def _version_key(version: str) -> tuple[int, Version | str]:
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, version)
+
+
+def project_html(project: str, entries: Sequence[FileEntry], status: ProjectStatus | None, base_url: str) -> str:
     """A project page: one link per file, in the order given (ascending file name)."""
+    head = []
+    if status is not None:
+        head.append(f'<meta name="pypi:project-status" content="{escape(status.status)}">')
+        if status.reason:
+            head.append(f'<meta name="pypi:project-status-reason" content="{escape(status.reason)}">')
     links = []
     for entry in entries:
-        attrs = [f'href="{escape(file_href(entry))}"']
+        attrs = [f'href="{escape(file_url(entry))}#sha256={entry.sha256}"']
         if entry.requires_python:
             attrs.append(f'data-requires-python="{escape(entry.requires_python)}"')
         if entry.metadata_sha256:
@@ -52,5 +90,31 @@ def project_html(project: str, entries: Iterable[FileEntry]) -> str:
             attrs.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
         if entry.yanked is not None:
             attrs.append(f'data-yanked="{escape(entry.yanked)}"')
+        if (url := provenance_url(entry, base_url)) is not None:
+            attrs.append(f'data-provenance="{escape(url)}"')
         links.append(f"<a {' '.join(attrs)}>{escape(entry.filename)}</a><br>")
-    return _page(f"Links for {project}", links)
+    return _html(f"Links for {project}", head, links)
+
+
+def project_json(project: str, entries: Sequence[FileEntry], status: ProjectStatus | None, base_url: str) -> str:
+    """The same page as PEP 691 JSON, with what PEP 700 and PEP 740 add."""
+    meta: dict = {"api-version": API_VERSION}
+    if status is not None:
+        meta["project-status"] = {"status": status.status, **({"reason": status.reason} if status.reason else {})}
+    files = []
+    for entry in entries:
+        item: dict = {"filename": entry.filename, "url": file_url(entry), "hashes": {"sha256": entry.sha256}}
+        if entry.requires_python:
+            item["requires-python"] = entry.requires_python
+        if entry.metadata_sha256:
+            item["core-metadata"] = {"sha256": entry.metadata_sha256}
+            item["dist-info-metadata"] = {"sha256": entry.metadata_sha256}
+        item["yanked"] = entry.yanked if entry.yanked else entry.yanked is not None
+        if entry.size is not None:
+            item["size"] = entry.size
+        if entry.upload_time:
+            item["upload-time"] = entry.upload_time
+        item["provenance"] = provenance_url(entry, base_url)
+        files.append(item)
+    versions = sorted({e.version for e in entries}, key=_version_key)
+    return _json({"meta": meta, "name": project, "versions": versions, "files": files})

@@ -1,9 +1,9 @@
-"""Stage 6, publish: put wheels into the static index, atomically and immutably.
+"""Publish into the static index, atomically and immutably; and change what is published.
 
-Order matters for readers: files and sidecars first, then the manifest, then the project
-page, then the root page; each written to a temporary file and renamed into place, so a crash
-leaves either the old page or the new one. Publishers take a lock on the index directory, one
-at a time. A file name, once published, never points at other bytes.
+Order matters for readers: files and their sidecars first, then the manifest, then the project
+pages, then (for a new project) the root pages, each page pair switched at once (see tree.py).
+A crash anywhere leaves a valid index. Publishers take a lock on the index directory, one at a
+time. A file name, once published, never points at other bytes.
 """
 
 from __future__ import annotations
@@ -12,26 +12,30 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import itertools
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from factory import atomic
 from factory.failures import FactoryError
-from factory.index import pages
+from factory.index import pages, tree
 from factory.index.distfile import DistFile
-from factory.index.manifest import FileEntry, Manifest
+from factory.index.manifest import FileEntry, Manifest, ProjectStatus
+
+MANIFEST = "manifest.sqlite3"
 
 
 class PublishError(FactoryError):
-    """The index refused a file; nothing of the batch was published."""
+    """The index refused a change; nothing of it was made."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Published:
-    """What one call to :func:`publish` changed."""
+    """What one call changed."""
 
     entries: tuple[FileEntry, ...]  # newly published (already-present identical files are left out)
-    pages: tuple[Path, ...]  # pages rewritten
+    pages: tuple[Path, ...]  # page directories rewritten
 
 
 def file_path(sha256: str, filename: str) -> str:
@@ -40,13 +44,15 @@ def file_path(sha256: str, filename: str) -> str:
 
 
 @contextlib.contextmanager
-def locked(index_dir: Path) -> Iterator[None]:
-    """Hold the index's publish lock: publishers on this host (or a shared directory) queue up."""
+def locked(index_dir: Path) -> Iterator[Manifest]:
+    """Hold the index's publish lock (publishers on this host, or on a shared directory, queue
+    up) and its manifest."""
     index_dir.mkdir(parents=True, exist_ok=True)
     with (index_dir / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            with Manifest(index_dir / MANIFEST) as manifest:
+                yield manifest
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -55,21 +61,21 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def write_project_page(index_dir: Path, manifest: Manifest, project: str) -> Path:
-    page = index_dir / "simple" / project / "index.html"
-    atomic.write_text(page, pages.project_html(project, manifest.files(project)))
-    return page
+def write_project(index_dir: Path, manifest: Manifest, project: str, base_url: str, sync: bool = True) -> Path:
+    entries = manifest.files(project)
+    status = manifest.status(project)
+    return tree.write_project(index_dir / "simple", project, pages.project_html(project, entries, status, base_url),
+                              pages.project_json(project, entries, status, base_url), sync)
 
 
-def write_root_page(index_dir: Path, manifest: Manifest) -> Path:
-    page = index_dir / "simple" / "index.html"
-    atomic.write_text(page, pages.root_html(manifest.projects()))
-    return page
+def write_root(index_dir: Path, manifest: Manifest, sync: bool = True) -> Path:
+    projects = manifest.projects()
+    return tree.write_root(index_dir / "simple", pages.root_html(projects), pages.root_json(projects), sync)
 
 
-def publish(index_dir: Path, dists: Sequence[DistFile]) -> Published:
+def publish(index_dir: Path, dists: Sequence[DistFile], base_url: str) -> Published:
     """Publish ``dists`` (all or none), rewriting only the pages they touch."""
-    with locked(index_dir), Manifest(index_dir / "manifest.sqlite3") as manifest:
+    with locked(index_dir) as manifest:
         fresh: list[DistFile] = []
         for dist in dists:
             known = manifest.get(dist.filename)
@@ -88,14 +94,56 @@ def publish(index_dir: Path, dists: Sequence[DistFile]) -> Published:
             path = file_path(dist.sha256, dist.filename)
             atomic.copy_file(dist.path, index_dir / path)
             atomic.write_bytes(index_dir / (path + ".metadata"), dist.metadata)
+            if dist.bundle is not None:
+                atomic.write_bytes(index_dir / (path + ".sigstore.json"), dist.bundle)
+            if dist.provenance is not None:
+                atomic.write_bytes(index_dir / (path + ".provenance"), dist.provenance)
             entries.append(FileEntry(
                 filename=dist.filename, project=dist.project, version=dist.version, sha256=dist.sha256,
                 size=dist.size, requires_python=dist.requires_python, metadata_sha256=dist.metadata_sha256,
                 upload_time=uploaded, yanked=None, path=path,
+                provenance=path + ".provenance" if dist.provenance is not None else None,
             ))
         new_projects = {e.project for e in entries if not manifest.has_project(e.project)}
         manifest.add(entries)
-        written = [write_project_page(index_dir, manifest, p) for p in sorted({e.project for e in entries})]
+        written = [write_project(index_dir, manifest, p, base_url) for p in sorted({e.project for e in entries})]
         if new_projects or not (index_dir / "simple" / "index.html").exists():
-            written.append(write_root_page(index_dir, manifest))
+            written.append(write_root(index_dir, manifest))
         return Published(tuple(entries), tuple(written))
+
+
+def yank(index_dir: Path, project: str, version: str, reason: str | None, base_url: str) -> int:
+    """Yank every file of ``project`` ``version`` (PEP 592), or un-yank with ``reason=None``."""
+    with locked(index_dir) as manifest:
+        n = manifest.set_yanked(project, version, reason)
+        if n == 0:
+            raise PublishError(f"{project} {version} has no file in the index")
+        write_project(index_dir, manifest, project, base_url)
+        return n
+
+
+def set_status(index_dir: Path, project: str, status: ProjectStatus | None, base_url: str) -> None:
+    """Set (or clear, with None) a project's PEP 792 status."""
+    with locked(index_dir) as manifest:
+        if not manifest.has_project(project):
+            raise PublishError(f"{project} is not in the index")
+        manifest.set_status(project, status)
+        write_project(index_dir, manifest, project, base_url)
+
+
+def rebuild(index_dir: Path, base_url: str) -> int:
+    """Write every page again from the manifest; returns the number of projects."""
+    with locked(index_dir) as manifest:
+        statuses = manifest.statuses()
+        simple_dir = index_dir / "simple"
+        projects = []
+        for project, group in itertools.groupby(manifest.all_files(), key=lambda e: e.project):
+            entries = list(group)
+            status = statuses.get(project)
+            tree.write_project(simple_dir, project, pages.project_html(project, entries, status, base_url),
+                               pages.project_json(project, entries, status, base_url), sync=False)
+            projects.append(project)
+        write_root(index_dir, manifest, sync=False)
+        tree.remove_temporaries(index_dir / "simple")
+        os.sync()  # one flush for all the pages written unsynced above
+        return len(projects)

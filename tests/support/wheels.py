@@ -29,8 +29,7 @@ def make_wheel(dest: Path, name: str, version: str, *, requires_python: str | No
     }
     record = "".join(f"{n},{_record_hash(d)},{len(d)}\n" for n, d in files.items()) + f"{info}/RECORD,,\n"
     dest.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as zf:
-        for n, d in files.items():
-            zf.writestr(n, d)
-        zf.writestr(f"{info}/RECORD", record)
+    with zipfile.ZipFile(path, "w") as zf:  # fixed times: the same arguments make the same bytes
+        for n, d in [*files.items(), (f"{info}/RECORD", record.encode())]:
+            zf.writestr(zipfile.ZipInfo(n, date_time=(2026, 1, 1, 0, 0, 0)), d)
     return path

@@ -1,0 +1,227 @@
+"""The HTTP application (Starlette) that ``factory serve`` runs under uvicorn.
+
+- ``/simple/`` and ``/simple/<project>/``: the pages, by content negotiation (PEP 691:
+  ``application/vnd.pypi.simple.v1+json`` or HTML), with ``Vary: Accept``, ETag and
+  Last-Modified. A project the index has is served only from the index, never mixed with the
+  upstream, so a public name can never shadow ours. A project it lacks is fetched from the
+  upstream (unless the index is closed) with its links rewritten to ``/upstream/...``; either way
+  the miss is logged.
+- ``/files/...``: the index's files and their sidecars; no directory listing, and no path can
+  leave the index directory.
+- ``/upstream/...``: files of upstream projects, fetched for the client and logged as misses.
+Every response asks for credentials first when a users file is configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import email.utils
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import unquote
+
+import httpx
+from packaging.utils import canonicalize_name
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from factory.index.pages import HTML_TYPE, JSON_TYPE
+from factory.misses import classify_path
+from factory.net import USER_AGENT
+from factory.serve.auth import Users
+from factory.serve.misslog import MissLog
+from factory.serve.upstream import Upstream, render
+
+#: PEP 508 project names; anything else under /simple/ is not a page.
+VALID_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+#: Types of what /files/ serves, by how the name ends.
+FILE_TYPES = {
+    ".whl": "application/zip",
+    ".tar.gz": "application/gzip",
+    ".zip": "application/zip",
+    ".metadata": "text/plain; charset=utf-8",
+    ".provenance": "application/vnd.pypi.integrity.v1+json",
+    ".sigstore.json": "application/json",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeSettings:
+    """What the server needs, resolved once."""
+
+    index_dir: Path
+    miss_log: Path
+    upstream: str | None  # None: a closed index, no fallback
+    users: Users | None  # None: no authentication
+    http_timeout: float = 60.0
+
+
+def wants_json(request: Request) -> bool:
+    """PEP 691 negotiation: the JSON form when the client ranks it above HTML."""
+    best_json = best_html = -1.0
+    for part in request.headers.get("accept", "").split(","):
+        fields = [f.strip() for f in part.split(";")]
+        kind, quality = fields[0].lower(), 1.0
+        for f in fields[1:]:
+            if f.startswith("q="):
+                try:
+                    quality = float(f[2:])
+                except ValueError:
+                    quality = 0.0
+        if kind in (JSON_TYPE, "application/vnd.pypi.simple.latest+json"):
+            best_json = max(best_json, quality)
+        elif kind in (HTML_TYPE, "application/vnd.pypi.simple.latest+html", "text/html", "*/*"):
+            best_html = max(best_html, quality)
+    return best_json > 0 and best_json >= best_html
+
+
+def _validators(path: Path) -> tuple[str, str]:
+    stat = path.stat()
+    etag = '"' + hashlib.sha256(f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:20] + '"'
+    return etag, email.utils.formatdate(stat.st_mtime, usegmt=True)
+
+
+def _static(request: Request, path: Path, media_type: str, vary: bool = False) -> Response:
+    etag, modified = _validators(path)
+    headers = {"ETag": etag, "Last-Modified": modified, "Cache-Control": "max-age=60"}
+    if vary:
+        headers["Vary"] = "Accept"
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return FileResponse(path, media_type=media_type, headers=headers)
+
+
+def _safe_parts(raw: str) -> list[str] | None:
+    """Path components that stay inside a directory, or None (encoded or not: no ``..``, no
+    absolute path, no backslash, no NUL, no hidden file)."""
+    text = unquote(raw)
+    if "\\" in text or "\0" in text or text.startswith("/"):
+        return None
+    parts = [p for p in text.split("/") if p]
+    if any(p in (".", "..") or p.startswith(".") for p in parts):
+        return None
+    return parts
+
+
+def create_app(settings: ServeSettings) -> Starlette:
+    simple_dir = (settings.index_dir / "simple").resolve()
+    files_dir = (settings.index_dir / "files").resolve()
+    log = MissLog(settings.miss_log)
+    client = httpx.AsyncClient(timeout=settings.http_timeout, follow_redirects=True, headers={"user-agent": USER_AGENT})
+    upstream = Upstream(settings.upstream, client) if settings.upstream else None
+
+    def miss(request: Request, kind: str, project: str, status: int, filename: str | None = None,
+             version: str | None = None) -> None:
+        log.write(kind, project, status, request.headers.get("user-agent", ""),
+                  request.client.host if request.client else "", filename, version)
+
+    def page(request: Request, directory: Path) -> Response:
+        as_json = wants_json(request)
+        name = "index.json" if as_json else "index.html"
+        return _static(request, directory / name, JSON_TYPE if as_json else "text/html; charset=utf-8", vary=True)
+
+    async def root(request: Request) -> Response:
+        if not (simple_dir / "index.html").is_file():
+            return PlainTextResponse("the index is empty", status_code=404)
+        return page(request, simple_dir)
+
+    async def project(request: Request) -> Response:
+        raw = request.path_params["project"]
+        if not VALID_NAME.fullmatch(raw):
+            return PlainTextResponse("not a project name", status_code=404)
+        name = canonicalize_name(raw)
+        if name != raw:  # PEP 503: one URL per project
+            return RedirectResponse(f"/simple/{name}/", status_code=301)
+        directory = simple_dir / name
+        if (directory / "index.html").is_file():
+            return page(request, directory)
+        if upstream is None:
+            miss(request, "project", name, 404)
+            return PlainTextResponse(f"{name} is not in this index", status_code=404)
+        status, entries = await upstream.project(name)
+        miss(request, "project", name, status)
+        if status != 200:
+            return PlainTextResponse(f"{name}: the upstream answered {status}", status_code=404 if status == 404 else 502)
+        as_json = wants_json(request)
+        return Response(render(name, entries, as_json), media_type=JSON_TYPE if as_json else "text/html; charset=utf-8",
+                        headers={"Vary": "Accept", "Cache-Control": "max-age=60"})
+
+    async def files(request: Request) -> Response:
+        parts = _safe_parts(request.path_params["path"])
+        if parts is None:
+            return PlainTextResponse("bad path", status_code=400)
+        path = files_dir.joinpath(*parts)
+        if path.is_file() and path.resolve().is_relative_to(files_dir):
+            kind = next((t for end, t in FILE_TYPES.items() if path.name.endswith(end)), "application/octet-stream")
+            return _static(request, path, kind)
+        if parts and (found := classify_path(parts[-1])) is not None:  # a file we do not have: a miss
+            miss(request, found[0], found[1], 404, found[3], found[2])
+        return PlainTextResponse("not found", status_code=404)
+
+    async def upstream_file(request: Request) -> Response:
+        p = request.path_params
+        url = upstream.resolve(p["signature"], p["encoded"], p["filename"]) if upstream else None
+        if url is None:
+            return PlainTextResponse("not found", status_code=404)
+        found = classify_path(p["filename"])
+        kind, project, version = (found[0], found[1], found[2]) if found else ("file", p["project"], None)
+        response = await client.send(client.build_request("GET", url), stream=True)
+        miss(request, kind, project, response.status_code, p["filename"], version)
+        if response.status_code != 200:
+            await response.aclose()
+            return PlainTextResponse(f"the upstream answered {response.status_code}", status_code=502)
+        headers = {k: v for k, v in response.headers.items() if k.lower() in ("content-length", "etag", "last-modified")}
+        return StreamingResponse(response.aiter_raw(), media_type=response.headers.get("content-type"),
+                                 headers=headers, background=_closer(response))
+
+    async def not_found(request: Request) -> Response:
+        return PlainTextResponse("not found", status_code=404)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await client.aclose()
+            log.close()
+
+    routes = [
+        Route("/simple/", root),
+        Route("/simple/{project}/", project),
+        Route("/simple/{project}", lambda r: RedirectResponse(f"/simple/{r.path_params['project']}/", 301)
+              if VALID_NAME.fullmatch(r.path_params["project"]) else PlainTextResponse("not found", status_code=404)),
+        Route("/files/{path:path}", files),
+        Route("/upstream/{project}/{signature}/{encoded}/{filename}", upstream_file),
+        Route("/{path:path}", not_found),
+    ]
+    middleware = [Middleware(RequireAuth, users=settings.users)] if settings.users is not None else []
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+class RequireAuth:
+    """ASGI middleware: every request must carry credentials the users file accepts."""
+
+    def __init__(self, app: ASGIApp, users: Users) -> None:
+        self.app, self.users = app, users
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = dict(scope["headers"]).get(b"authorization")
+            if not self.users.authorize(header.decode("latin-1") if header else None):
+                response = PlainTextResponse("credentials required", status_code=401,
+                                             headers={"WWW-Authenticate": 'Basic realm="factory", charset="UTF-8"'})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _closer(response: httpx.Response) -> BackgroundTask:
+    return BackgroundTask(response.aclose)

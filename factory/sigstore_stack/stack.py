@@ -1,0 +1,197 @@
+"""The whole local Sigstore stack on one HTTP server: start, stop, serve until signalled, fetch tokens.
+
+State directory layout (everything a restart needs; keys are readable by the owner only)::
+
+    keys/{oidc,ca,ct,rekor}.pem   the issuer's, CA's, CT log's and Rekor log's P-256 keys
+    ca.crt                        the CA's self-signed root
+    stack.json                    the issuer URL and the log's tree ID, fixed at the first start
+    rekor/entries.jsonl           the transparency log
+    trust_config.json             the client trust config, rewritten at every start (the URL may change)
+    lock                          held while a stack runs on the directory
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import httpx
+
+from factory.atomic import write_text
+from factory.sigstore_stack.ca import CertificateAuthority, load_or_create_root
+from factory.sigstore_stack.errors import StackError, StackNotStarted, StateDirBusy, TokenRequestFailed
+from factory.sigstore_stack.handler import Handler, Services, StackServer
+from factory.sigstore_stack.keys import load_or_create_key
+from factory.sigstore_stack.oidc import OidcIssuer
+from factory.sigstore_stack.rekor import TransparencyLog
+from factory.sigstore_stack.trust import client_trust_config, write_trust_config
+
+LOG_NAME = "factory-sigstore"
+
+
+class _StackServerV6(StackServer):
+    address_family = socket.AF_INET6
+
+
+class LocalSigstore:
+    """An OIDC issuer, a Fulcio-like CA and a Rekor v1 log on ``host``:``port`` (0 picks a free port),
+    keeping keys and log in ``state_dir``. Use as a context manager, or call ``start`` and ``stop``."""
+
+    def __init__(self, state_dir: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state_dir = Path(state_dir)
+        self.host = host
+        self.port = port
+        self._server: StackServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock_fd: int | None = None
+
+    def __enter__(self) -> LocalSigstore:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The base URL of every service, e.g. ``http://127.0.0.1:PORT``."""
+        return self._services().base_url
+
+    @property
+    def issuer(self) -> str:
+        """The OIDC issuer URL: the ``iss`` of its tokens and the issuer in the certificates."""
+        return self._services().oidc.issuer
+
+    @property
+    def trust_config_path(self) -> Path:
+        """The client trust config for this stack (``--trust-config`` for the sigstore CLI)."""
+        return self.state_dir / "trust_config.json"
+
+    def identity_token(self, email: str = "factory@localhost", lifetime: int = 600) -> str:
+        """A signed identity token for ``email``, valid for ``lifetime`` seconds."""
+        return self._services().oidc.mint(email, lifetime)
+
+    def _services(self) -> Services:
+        if self._server is None:
+            raise StackNotStarted("the sigstore stack is not running")
+        return self._server.services
+
+    def start(self) -> None:
+        """Load or create the state, bind the port, write the trust config and serve in a thread.
+
+        Raises ``StateDirBusy`` if another stack runs on the same state directory."""
+        if self._server is not None:
+            raise StackError("the sigstore stack is already running")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_state_dir()
+        try:
+            self._server = self._bind()
+            url = self._url(self._server.server_port)
+            meta = self._meta(url)
+            keys = self.state_dir / "keys"
+            ca_key = load_or_create_key(keys / "ca.pem")
+            ct_key = load_or_create_key(keys / "ct.pem")
+            rekor_key = load_or_create_key(keys / "rekor.pem")
+            ca = CertificateAuthority(ca_key, load_or_create_root(self.state_dir / "ca.crt", ca_key), ct_key)
+            log = TransparencyLog(self.state_dir / "rekor", rekor_key, origin=f"{LOG_NAME} - {meta['treeId']}",
+                                  name=LOG_NAME)
+            self._server.services = Services(url, OidcIssuer(load_or_create_key(keys / "oidc.pem"), meta["issuer"]),
+                                             ca, log)
+            write_trust_config(self.trust_config_path, client_trust_config(
+                base_url=url, oidc_url=f"{url}/oidc", root=ca.root, rekor_key=rekor_key.public_key(),
+                ct_key=ct_key.public_key()))
+        except BaseException:
+            self.stop()
+            raise
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="sigstore-stack", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and release the state directory; a no-op if not running."""
+        server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None:
+            if thread is not None:
+                server.shutdown()
+                thread.join()
+            server.server_close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    def _lock_state_dir(self) -> None:
+        fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateDirBusy(f"another sigstore stack is running on {self.state_dir}") from None
+        self._lock_fd = fd
+
+    def _bind(self) -> StackServer:
+        server_class = _StackServerV6 if ":" in self.host else StackServer
+        return server_class((self.host, self.port), Handler)
+
+    def _url(self, port: int) -> str:
+        return f"http://[{self.host}]:{port}" if ":" in self.host else f"http://{self.host}:{port}"
+
+    def _meta(self, url: str) -> dict[str, Any]:
+        """``stack.json``, created at the first start. The issuer stays fixed so that certificates from
+        before a restart on another port still match the issuer given to verifiers."""
+        path = self.state_dir / "stack.json"
+        if path.exists():
+            meta: dict[str, Any] = json.loads(path.read_text())
+            return meta
+        meta = {"issuer": f"{url}/oidc", "treeId": secrets.randbits(63)}
+        write_text(path, json.dumps(meta, indent=2) + "\n")
+        return meta
+
+
+def serve(state_dir: Path, host: str, port: int, say: Callable[[str], None]) -> None:
+    """Run the stack on ``host``:``port`` until SIGTERM or SIGINT, telling ``say`` where it is."""
+    stopping = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {signum: signal.signal(signum, _stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with LocalSigstore(state_dir, host, port) as stack:
+            say(f"sigstore stack at {stack.url}")
+            say(f"OIDC issuer {stack.issuer}; tokens: POST {stack.url}/oidc/token {{\"email\": ...}}")
+            say(f"trust config {stack.trust_config_path}")
+            stopping.wait()
+            say("sigstore stack stopping")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def fetch_identity_token(stack_url: str, email: str, *, lifetime: int = 600) -> str:
+    """An identity token for ``email`` from the stack running at ``stack_url``.
+
+    Raises ``TokenRequestFailed`` if the stack cannot be reached or refuses."""
+    try:
+        response = httpx.post(f"{stack_url.rstrip('/')}/oidc/token", json={"email": email, "lifetime": lifetime},
+                              timeout=30)
+    except httpx.HTTPError as e:
+        raise TokenRequestFailed(f"cannot reach the sigstore stack at {stack_url}: {e}") from e
+    if response.status_code != 200:
+        raise TokenRequestFailed(f"the sigstore stack refused a token ({response.status_code}): {response.text}")
+    try:
+        token = response.json()["id_token"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise TokenRequestFailed(f"the sigstore stack answered without a token: {response.text[:200]}") from e
+    if not isinstance(token, str):
+        raise TokenRequestFailed("the sigstore stack answered without a token")
+    return token

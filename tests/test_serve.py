@@ -1,0 +1,147 @@
+"""`factory serve`: negotiation, caching headers, auth, paths that try to escape, and the
+upstream fallback with its miss log."""
+
+import base64
+import http.client
+import json
+import subprocess
+import sys
+
+import httpx
+import pytest
+from conftest import clean_venv, isolated_pip_env
+from support.server import running
+from support.wheels import make_wheel
+
+from factory.index.distfile import inspect_wheel
+from factory.index.publish import publish
+from factory.serve.auth import add_user
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    index = root / "index"
+    # Ours: a project named like one the upstream has too, at another version.
+    publish(index, [inspect_wheel(make_wheel(root / "w", "fixture-pure", "9.9", body="ours"))],
+            index.resolve().as_uri() + "/")
+    return index
+
+
+def raw_get(base, path, headers=None):
+    """GET a path exactly as given (httpx would normalize dot segments)."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def test_negotiation_caching_and_names(index, tmp_path):
+    with running(index, tmp_path, "--no-fallback") as url:
+        page = httpx.get(f"{url}/simple/fixture-pure/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        assert page.status_code == 200
+        assert page.headers["content-type"] == "application/vnd.pypi.simple.v1+json"
+        assert page.headers["vary"] == "Accept"
+        assert json.loads(page.text)["name"] == "fixture-pure"
+        html = httpx.get(f"{url}/simple/fixture-pure/")
+        assert html.headers["content-type"].startswith("text/html") and "Links for fixture-pure" in html.text
+        preferred = httpx.get(f"{url}/simple/fixture-pure/",
+                              headers={"Accept": "application/vnd.pypi.simple.v1+json;q=0.2, text/html"})
+        assert preferred.headers["content-type"].startswith("text/html")
+        again = httpx.get(f"{url}/simple/fixture-pure/", headers={"If-None-Match": html.headers["etag"]})
+        assert again.status_code == 304 and html.headers["last-modified"]
+        moved = httpx.get(f"{url}/simple/Fixture_Pure/")
+        assert moved.status_code == 301 and moved.headers["location"] == "/simple/fixture-pure/"
+        link = json.loads(page.text)["files"][0]["url"]
+        wheel = httpx.get(httpx.URL(f"{url}/simple/fixture-pure/").join(link))
+        assert wheel.status_code == 200 and wheel.headers["content-type"] == "application/zip"
+        metadata = httpx.get(httpx.URL(f"{url}/simple/fixture-pure/").join(link + ".metadata"))
+        assert metadata.status_code == 200 and b"Name: fixture-pure" in metadata.content
+
+
+def test_credentials_are_required_and_checked(index, tmp_path):
+    users = tmp_path / "users"
+    add_user(users, "alice", "s3cret")
+    token = subprocess.run([sys.executable, "-m", "factory", "users", "add", str(users), "ci", "--token"],
+                           input="tok-123\n", capture_output=True, text=True, env={"FACTORY_UPSTREAM": "http://x/", "PATH": "/usr/bin"})
+    assert token.returncode == 0, token.stderr
+    assert "s3cret" not in users.read_text() and "tok-123" not in users.read_text()  # hashed
+    with running(index, tmp_path / "state", "--no-fallback", "--users", str(users), auth=("alice", "s3cret")) as url:
+        anonymous = httpx.get(f"{url}/simple/")
+        assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Basic")
+        assert httpx.get(f"{url}/simple/", auth=("alice", "wrong")).status_code == 401
+        assert httpx.get(f"{url}/simple/", auth=("mallory", "s3cret")).status_code == 401
+        assert httpx.get(f"{url}/simple/", auth=("alice", "s3cret")).status_code == 200
+        assert httpx.get(f"{url}/simple/", headers={"Authorization": "Bearer tok-123"}).status_code == 200
+        assert httpx.get(f"{url}/simple/", auth=("anyone", "tok-123")).status_code == 200  # a .netrc token
+        assert httpx.get(f"{url}/files/", headers={"Authorization": "Basic !!!"}).status_code == 401
+        python = clean_venv(tmp_path / "venv")
+        host = url.removeprefix("http://")
+        done = subprocess.run([str(python), "-m", "pip", "install", "--isolated", "--no-cache-dir",
+                               "--index-url", f"http://alice:s3cret@{host}/simple/", "fixture-pure"],
+                              capture_output=True, text=True, env=isolated_pip_env())
+        assert done.returncode == 0, done.stderr
+
+
+ESCAPES = [
+    "/files/../manifest.sqlite3",
+    "/files/%2e%2e/manifest.sqlite3",
+    "/files/..%2fmanifest.sqlite3",
+    "/files/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "/files/....//....//etc/passwd",
+    "/files//etc/passwd",
+    "/files/%2fetc%2fpasswd",
+    "/files/..%5c..%5cmanifest.sqlite3",
+    "/simple/../manifest.sqlite3",
+    "/simple/%2e%2e/manifest.sqlite3",
+    "/manifest.sqlite3",
+    "/.lock",
+    "/files/",
+    "/simple/.pages/",
+    "/simple/.root/current/index.html",
+]
+
+
+@pytest.mark.parametrize("path", ESCAPES)
+def test_no_path_leaves_the_tree_and_nothing_is_listed(index, tmp_path, path):
+    with running(index, tmp_path, "--no-fallback") as url:
+        status, body = raw_get(url, path)
+    assert status in (400, 404), (path, status)
+    assert b"SQLite" not in body and b"root:" not in body and b"<a " not in body
+
+
+def test_fallback_passes_upstream_projects_through_and_logs_the_misses(index, tmp_path, local_index, sdists):
+    log = tmp_path / "misses.jsonl"
+    with running(index, tmp_path, "--miss-log", str(log), upstream=local_index.url) as url:
+        ours = httpx.get(f"{url}/simple/fixture-pure/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        assert [f["filename"] for f in ours.json()["files"]] == ["fixture_pure-9.9-py3-none-any.whl"]  # never mixed
+        theirs = httpx.get(f"{url}/simple/fixture-cext/", headers={"Accept": "application/vnd.pypi.simple.v1+json",
+                                                                    "User-Agent": 'pip/26.0 {"cpu":"aarch64"}'})
+        assert theirs.status_code == 200
+        (entry,) = theirs.json()["files"]
+        assert entry["url"].startswith("../../upstream/fixture-cext/")
+        download = httpx.get(httpx.URL(f"{url}/simple/fixture-cext/").join(entry["url"]),
+                             headers={"User-Agent": "uv/0.13.0"})
+        assert download.status_code == 200 and download.content == sdists["fixture-cext"].read_bytes()
+        forged = entry["url"].replace("/upstream/fixture-cext/", "/upstream/fixture-cext/0")
+        assert httpx.get(httpx.URL(f"{url}/simple/fixture-cext/").join(forged)).status_code == 404
+        other = base64.urlsafe_b64encode(b"http://127.0.0.1:1/etc/passwd").decode().rstrip("=")
+        signature = entry["url"].split("/")[4]
+        assert httpx.get(f"{url}/upstream/fixture-cext/{signature}/{other}/passwd").status_code == 404  # no open proxy
+        assert httpx.get(f"{url}/simple/no-such-project-anywhere/").status_code == 404
+        assert httpx.get(f"{url}/files/aa/bb/x/fixture_cext-2.0-py3-none-any.whl").status_code == 404
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    got = [(r["kind"], r["project"], r["version"], r["status"]) for r in records]
+    assert got == [("project", "fixture-cext", None, 200), ("file", "fixture-cext", "1.0.0", 200),
+                   ("project", "no-such-project-anywhere", None, 404), ("file", "fixture-cext", "2.0", 404)]
+    assert records[0]["cpu"] == "aarch64" and records[1]["installer"] == "uv 0.13.0"
+    assert all(r["client"] == "127.0.0.1" and r["ts"].endswith("Z") for r in records)
+
+
+def test_a_closed_index_logs_what_it_lacks(index, tmp_path):
+    log = tmp_path / "misses.jsonl"
+    with running(index, tmp_path, "--no-fallback", "--miss-log", str(log)) as url:
+        assert httpx.get(f"{url}/simple/six/").status_code == 404
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert (record["kind"], record["project"], record["status"]) == ("project", "six", 404)
