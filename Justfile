@@ -4,8 +4,8 @@ set positional-arguments
 
 venv := justfile_directory() / ".venv"
 
-# Build NAME==VERSION from source and publish it into ./index (sets up what is missing first).
-build +specs: setup
+# Build NAME==VERSION from source, sign it and publish it into ./index (sets up what is missing first).
+build +specs: setup sigstore
     {{venv}}/bin/factory build "$@"
 
 # Run the test suite (real podman builds included); arguments go to pytest.
@@ -15,6 +15,10 @@ test *args: setup postgres
 # Install what is missing: host packages, the venv with factory, the builder images.
 setup: host venv
     {{venv}}/bin/factory images ensure
+
+# factory's local Sigstore stack, in the background, unless it already runs (or signing is not local).
+sigstore: venv
+    {{venv}}/bin/factory sigstore-stack --background
 
 # Any factory command, e.g. `just factory config`.
 factory *args: venv
@@ -26,6 +30,8 @@ bench: setup postgres
     {{venv}}/bin/python bench/arch_ratio.py
     {{venv}}/bin/python bench/ingest_speed.py
     {{venv}}/bin/python bench/claims.py
+    {{venv}}/bin/python bench/signing.py
+    {{venv}}/bin/python bench/index_scale.py
 
 # podman, runc, debootstrap, QEMU for aarch64 (apt; idempotent).
 host:

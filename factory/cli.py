@@ -50,6 +50,12 @@ def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
         cfg = cfg.replace(archs=tuple(dict.fromkeys(args.arch)))
     if args.python:
         cfg = cfg.replace(pythons=config.check_pythons(tuple(dict.fromkeys(args.python)), "--python", cfg))
+    if args.no_sign:
+        if not cfg.allow_unsigned:
+            raise FactoryError("--no-sign publishes unsigned wheels: allow it in the config (allow-unsigned = true)")
+        cfg = cfg.replace(signing="none")
+    if not args.json:  # a worker's builds find the stack the worker started
+        _local_stack(cfg, args.config)
     # SIGTERM (from a worker, say) stops a build the way Ctrl-C does: containers removed, record kept.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     say = (lambda _: None) if args.json else _say
@@ -108,6 +114,7 @@ def cmd_config(args: argparse.Namespace, cfg: config.Config) -> int:
     for setting in config.SETTINGS:
         value = getattr(cfg, setting.field)
         shown = list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
+        shown = "" if shown is None else shown
         if isinstance(shown, str):
             shown = _masked(shown)
         out.print(f"{setting.key} = {json.dumps(shown)}", "  # " + setting.env, soft_wrap=True)
@@ -147,6 +154,7 @@ def cmd_worker(args: argparse.Namespace, cfg: config.Config) -> int:
     from factory.ledger import Ledger
     from factory.worker import Finished, Worker
 
+    _local_stack(cfg, args.config)
     with Ledger.open(cfg) as ledger:
         waiting = ledger.counts()["queued"]
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -316,6 +324,68 @@ def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory import verify
+    from factory.sign import SigningSettings
+
+    if not args.paths and not args.env:
+        raise FactoryError("say what to verify: WHEEL..., a directory of wheels, or --env PATH")
+    view = verify.IndexView(cfg.index_dir)
+    check = verify.SignatureCheck(SigningSettings.from_config(cfg))
+    findings = []
+    for path in args.paths:
+        if not path.exists():
+            raise FactoryError(f"{path}: no such file or directory")
+        findings += verify.verify_wheels(verify.wheels_under(path), view, check)
+    for env in args.env or []:
+        findings += verify.verify_environment(env, view, check)
+    report = verify.Report(tuple(findings))
+    if args.json:
+        print(report.to_json())
+    else:
+        table = Table()
+        for column in ("distribution", "version", "ours", "signature", "detail"):
+            table.add_column(column, overflow="fold")
+        for f in report.findings:
+            sig = {"verified": "[green]verified[/green]", "failed": "[red]failed[/red]"}.get(f.signature, f.signature)
+            table.add_row(f.name, f.version, "[green]yes[/green]" if f.ours else "[yellow]no[/yellow]", sig,
+                          f.detail or (f.wheel or ""))
+        out.print(table)
+        out.print(report.summary)
+    if args.require_all and not all(f.trusted for f in report.findings):
+        return 1
+    return 1 if any(f.signature == "failed" for f in report.findings) else 0
+
+
+def _local_stack(cfg: config.Config, config_path: Path | None) -> None:
+    """With ``signing = "local"``, start factory's own Sigstore stack if it is not running."""
+    from factory.sigstore_stack.background import ensure_running
+
+    if cfg.signing == "local" and ensure_running(cfg.local_sigstore, cfg.state_dir / "sigstore", config_path):
+        _say(f"started the local Sigstore stack at {cfg.local_sigstore} (log: {cfg.state_dir / 'sigstore' / 'stack.log'})")
+
+
+def cmd_sigstore_stack(args: argparse.Namespace, cfg: config.Config) -> int:
+    from urllib.parse import urlsplit
+
+    from factory.sigstore_stack import serve
+
+    state = args.state or cfg.state_dir / "sigstore"
+    where = urlsplit(cfg.local_sigstore)
+    if args.background:
+        from factory.sigstore_stack.background import ensure_running
+
+        if cfg.signing != "local":
+            out.print(f"signing = {cfg.signing!r}: no local Sigstore stack needed")
+        elif ensure_running(cfg.local_sigstore, state, args.config):
+            out.print(f"started the Sigstore stack at {cfg.local_sigstore} (state {state}, log {state / 'stack.log'})")
+        else:
+            out.print(f"the Sigstore stack at {cfg.local_sigstore} is running")
+        return 0
+    serve(state, where.hostname or "127.0.0.1", where.port or 80, lambda m: err.print(m, soft_wrap=True))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="factory", description="Rebuild Python packages from source into a private index.")
     p.add_argument("--version", action="version", version=f"factory {__version__}")
@@ -327,6 +397,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--arch", action="append", choices=config.ARCHITECTURES, help="only this architecture (repeatable)")
     b.add_argument("--python", action="append", help="only this CPython, e.g. 3.13 (repeatable)")
     b.add_argument("--json", action="store_true", help="print the build records as JSON, nothing else")
+    b.add_argument("--no-sign", action="store_true", help="publish unsigned (only where allow-unsigned = true)")
     b.set_defaults(func=cmd_build)
 
     g = sub.add_parser("ingest", help="turn miss logs into queued build requests")
@@ -389,6 +460,18 @@ def parser() -> argparse.ArgumentParser:
     us.add_argument("name")
     us.add_argument("--token", action="store_true", help="a token (random unless one is given on stdin)")
     us.set_defaults(func=cmd_users)
+
+    vf = sub.add_parser("verify", help="which wheels (or installed distributions) came from this index, signed")
+    vf.add_argument("paths", nargs="*", type=Path, metavar="WHEEL|DIR", help="wheels, or directories of wheels")
+    vf.add_argument("--env", action="append", type=Path, metavar="PATH", help="a virtualenv or site-packages")
+    vf.add_argument("--json", action="store_true")
+    vf.add_argument("--require-all", action="store_true", help="exit 1 unless every one is ours and verified")
+    vf.set_defaults(func=cmd_verify)
+
+    sg = sub.add_parser("sigstore-stack", help="run factory's local Sigstore stack (OIDC issuer, CA, Rekor log)")
+    sg.add_argument("--state", type=Path, help="keys and log (default: state-dir/sigstore)")
+    sg.add_argument("--background", action="store_true", help="start it detached unless it already answers")
+    sg.set_defaults(func=cmd_sigstore_stack)
 
     i = sub.add_parser("images", help="build the builder images (ensure), print their tags, remove old ones (prune)")
     i.add_argument("action", choices=["ensure", "tag", "prune"])

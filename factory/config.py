@@ -26,6 +26,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURES = ("x86_64", "aarch64")
 #: The CPythons the builder images can hold, and the Debian suite each comes from.
 CPYTHON_SUITES = {"3.11": "bookworm", "3.13": "trixie", "3.14": "sid"}
+SIGNING_MODES = ("local", "sigstore", "none")
 
 
 def pip_index_url() -> str:
@@ -105,6 +106,10 @@ def check_pythons(value: tuple[str, ...], where: str, config: Config) -> tuple[s
     return value
 
 
+def _http(value: str) -> str | None:
+    return None if re.match(r"https?://", value) else f"{value!r} is not an http(s):// URL"
+
+
 def _queue_url(value: str) -> str | None:
     if not value or value.startswith(("postgresql://", "postgres://")):
         return None
@@ -135,6 +140,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lease-seconds", int, lambda: 300, "how long a worker's claim lasts without a heartbeat", _positive),
     Setting("max-attempts", int, lambda: 3, "tries for a build that fails transiently", _positive),
     Setting("retry-backoff", float, lambda: 60.0, "seconds before the first retry (doubling each time)", _positive),
+    Setting("signing", str, lambda: "local", "local (factory's own Sigstore stack), sigstore, or none",
+            lambda v: None if v in SIGNING_MODES else f"must be one of {', '.join(SIGNING_MODES)}, got {v!r}"),
+    Setting("allow-unsigned", bool, lambda: False, "whether unsigned wheels may be published (signing = none)"),
+    Setting("trust-config", Path, lambda: None, "Sigstore client trust config (default: the local stack's, "
+            "or the public instance's with signing = sigstore)"),
+    Setting("local-sigstore", str, lambda: "http://127.0.0.1:8473", "the URL of `factory sigstore-stack`", _http),
+    Setting("signing-identity", str, lambda: "", "identity the wheels are signed as (default: factory@localhost "
+            "for the local stack; the CI workload's for sigstore)"),
+    Setting("signing-issuer", str, lambda: "", "OIDC issuer of that identity (default: the local stack's)"),
+    Setting("builder-id", str, lambda: "", "SLSA builder id (default: tag:factory:builder:<hostname>)"),
     Setting("recipes-dir", Path, lambda: PROJECT_ROOT / "recipes", "per-package build recipes"),
     Setting("containers-dir", Path, lambda: PROJECT_ROOT / "containers", "builder image definitions"),
 )
@@ -160,6 +175,13 @@ class Config:
     lease_seconds: int
     max_attempts: int
     retry_backoff: float
+    signing: str
+    allow_unsigned: bool
+    trust_config: Path | None
+    local_sigstore: str
+    signing_identity: str
+    signing_issuer: str
+    builder_id: str
     debian_suite: str
     debian_mirror: str
     recipes_dir: Path
@@ -203,10 +225,18 @@ def _typed(setting: Setting, value: Any, where: str, base: Path) -> Any:
             raise ConfigError(f"{where}: `{setting.key}` must be a list of strings, got {value!r}")
         return tuple(value)
     if kind is Path:
+        if value in (None, "") and setting.default() is None:
+            return None  # unset: whoever uses it picks a default
         if not isinstance(value, str | Path) or not str(value):
             raise ConfigError(f"{where}: `{setting.key}` must be a path, got {value!r}")
         path = Path(value).expanduser()
         return path if path.is_absolute() else (base / path)
+    if kind is bool:
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+            return value.lower() in ("1", "true", "yes", "on")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: `{setting.key}` must be true or false, got {value!r}")
+        return value
     if kind in (int, float) and isinstance(value, str):
         try:
             return kind(value)
@@ -259,6 +289,8 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
             values[setting.field] = _convert(setting, setting.default(), "default", cwd)
     if not values["upstream"].endswith("/"):
         values["upstream"] += "/"
+    if values["signing"] == "none" and not values["allow_unsigned"]:
+        raise ConfigError("`signing = \"none\"` publishes unsigned wheels: allow it explicitly with `allow-unsigned = true`")
     config = Config(**values)
     if not config.pythons:
         return config.replace(pythons=config.image_pythons)

@@ -20,12 +20,13 @@ class FailureClass(enum.StrEnum):
     NO_TARGET = "no-target"  # the project supports none of the configured Pythons
     TEST = "test"  # the wheel built but its smoke test failed
     TIMEOUT = "timeout"  # the build ran longer than the configured limit
+    SIGNING = "signing"  # the wheels could not be signed (no identity, Sigstore unreachable)
     INTERNAL = "internal"  # a bug in factory itself
 
     @property
     def transient(self) -> bool:
         """Whether trying again later, unchanged, can succeed."""
-        return self in (FailureClass.NETWORK, FailureClass.TIMEOUT, FailureClass.INTERNAL)
+        return self in (FailureClass.NETWORK, FailureClass.TIMEOUT, FailureClass.INTERNAL, FailureClass.SIGNING)
 
 
 class FactoryError(Exception):

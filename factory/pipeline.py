@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from factory import __version__, build, fetch, images, net, patch, recipes, records, repair, resolve, smoke, targets, unpack
+from factory import __version__, build, fetch, images, net, patch, recipes, records, repair, resolve, sign, smoke, targets, unpack
 from factory.config import Config
 from factory.failures import BuildFailure, FactoryError, FailureClass
 from factory.index import publish
@@ -139,6 +139,24 @@ def _summarize(fields: dict[str, Any], outcomes: dict[Target, Outcome]) -> None:
                       log_tail=first.log_tail)
 
 
+def _facts(release: resolve.Release, recipe: recipes.Recipe, fields: dict[str, Any],
+           outcomes: dict[Target, Outcome]) -> Callable[[str], sign.BuildFacts]:
+    """The provenance facts of each wheel of this build, by file name."""
+    finished = _now()
+
+    def facts(filename: str) -> sign.BuildFacts:
+        return sign.BuildFacts(
+            project=release.project, version=str(release.version),
+            targets=tuple(str(t) for t, o in sorted(outcomes.items()) if o.wheel == filename and o.status == "built"),
+            sdist_url=release.sdist.url, sdist_sha256=release.sdist.sha256,
+            recipe_digest=recipe.digest, recipe_path=f"recipes/{recipe.path.name}" if recipe.path else "",
+            images=tuple((i["tag"], i["id"]) for i in fields.get("images", [])),
+            build_id=fields["id"], started=fields["started"], finished=finished, factory_version=__version__,
+        )
+
+    return facts
+
+
 def _resolve(request: BuildRequest, config: Config, client: Any) -> tuple[resolve.Release, recipes.Recipe]:
     """The release to build and its recipe; a recipe's pinned source replaces the index's sdist."""
     if request.version is not None:
@@ -233,9 +251,25 @@ def _stages(request: BuildRequest, config: Config, build_id: str, work: Path, cl
             good.append(gated)
     fields["wheels"] = [{"filename": c.filename, "sha256": c.sha256, "size": c.size, "policy": c.policy}
                         for c in good]
-    if good:
-        with clock.stage("publish"):
-            done = publish.publish(config.index_dir, [inspect_wheel(c.path) for c in good], config.index_url)
+    if not good:
+        return
+    dists = [inspect_wheel(c.path) for c in good]
+    if config.signing != "none":
+        facts = _facts(release, recipe, fields, outcomes)
+        try:
+            with clock.stage("sign"):
+                signatures = sign.sign_all(sign.SigningSettings.from_config(config),
+                                           [(c.filename, c.sha256, facts(c.filename)) for c in good])
+        except BuildFailure as failure:  # nothing unsigned is published: the built targets fail too
+            for target, outcome in list(outcomes.items()):
+                if outcome.status == "built" and outcome.wheel in {c.filename for c in good}:
+                    outcomes[target] = failed(target, failure)
+            return
+        fields["signatures"] = [{"filename": s.filename, "log_index": s.log_index, "identity": s.identity,
+                                 "issuer": s.issuer} for s in signatures]
+        dists = [dataclasses.replace(d, bundle=s.bundle, provenance=s.provenance) for d, s in zip(dists, signatures)]
+    with clock.stage("publish"):
+        done = publish.publish(config.index_dir, dists, config.index_url)
         fields["published"] = [e.filename for e in done.entries]
         for name in fields["published"]:
             say(f"published {name}")

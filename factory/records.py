@@ -41,6 +41,7 @@ class BuildRecord:
     cibuildwheel_config: str = ""
     wheels: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # filename, sha256, size, policy
     published: list[str] = dataclasses.field(default_factory=list)
+    signatures: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # filename, log_index, identity, issuer
     failure_class: str | None = None
     reason: str | None = None
     log_tail: str = ""

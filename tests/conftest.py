@@ -15,6 +15,7 @@ from support.sdists import MALICIOUS, make_sdist, malicious_sdist
 
 from factory import config as factory_config
 from factory import images
+from factory.sigstore_stack import LocalSigstore
 
 FIXTURES = ["fixture-pure", "fixture-cext", "fixture-cpp", "fixture-newglibc", "fixture-abi3", "fixture-no313",
             "fixture-gnuc", "fixture-needsyaml"]
@@ -56,14 +57,39 @@ def local_index(sdists: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
         yield index
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sigstore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSigstore]:
+    """factory's local Sigstore stack for the whole session: every build signs with it, and the
+    settings reach CLI subprocesses through the environment."""
+    with LocalSigstore(tmp_path_factory.mktemp("sigstore")) as stack:
+        previous = {k: os.environ.get(k) for k in SIGNING_ENV}
+        os.environ.update(signing_env(stack))
+        try:
+            yield stack
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+SIGNING_ENV = ("FACTORY_SIGNING", "FACTORY_LOCAL_SIGSTORE", "FACTORY_TRUST_CONFIG")
+
+
+def signing_env(stack: LocalSigstore) -> dict[str, str]:
+    return {"FACTORY_SIGNING": "local", "FACTORY_LOCAL_SIGSTORE": stack.url,
+            "FACTORY_TRUST_CONFIG": str(stack.trust_config_path)}
+
+
 @pytest.fixture
-def config(local_index: LocalIndex, tmp_path: Path) -> factory_config.Config:
+def config(local_index: LocalIndex, tmp_path: Path, sigstore_stack: LocalSigstore) -> factory_config.Config:
     """factory's config for one test: its own index, state and (empty) recipes, the local
     upstream, and one target (cp311 on x86_64) unless the test asks for more."""
     (tmp_path / "recipes").mkdir()
     env = {"FACTORY_UPSTREAM": local_index.url, "FACTORY_INDEX_DIR": str(tmp_path / "index"),
            "FACTORY_STATE_DIR": str(tmp_path / "state"), "FACTORY_RECIPES_DIR": str(tmp_path / "recipes"),
-           "FACTORY_ARCHS": "x86_64", "FACTORY_PYTHONS": "3.11"}
+           "FACTORY_ARCHS": "x86_64", "FACTORY_PYTHONS": "3.11", **signing_env(sigstore_stack)}
     return factory_config.load(None, env)
 
 

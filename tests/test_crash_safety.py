@@ -36,6 +36,23 @@ print("done", flush=True)
 """
 
 
+def _run(tmp_path, wheels, name, seed):
+    index = tmp_path / name
+    base = index.resolve().as_uri() + "/"
+    publish(index, [inspect_wheel(wheels / "p0-1.0-py3-none-any.whl")], base)  # so p0 can be yanked
+    script = PUBLISHER.format(tests=str(tmp_path), index=str(index), wheels=str(wheels), base=base, seed=seed)
+    return index, base, subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+
+
+def _time_a_whole_run(tmp_path, wheels):
+    _, _, proc = _run(tmp_path, wheels, "calibration", 0)
+    assert proc.stdout.readline().strip() == "ready"
+    started = time.monotonic()
+    assert proc.stdout.readline().strip() == "done"
+    proc.wait()
+    return time.monotonic() - started
+
+
 def test_sigkill_at_random_points_never_leaves_a_broken_index(tmp_path):
     wheels = tmp_path / "wheels"
     # Many small projects (new projects rewrite the root too), several versions each.
@@ -45,14 +62,11 @@ def test_sigkill_at_random_points_never_leaves_a_broken_index(tmp_path):
     rng = random.Random(20261122)
     killed_mid_way = 0
     published = set()
+    duration = _time_a_whole_run(tmp_path, wheels)
     for trial in range(TRIALS):
-        index = tmp_path / f"index-{trial}"
-        base = index.resolve().as_uri() + "/"
-        publish(index, [inspect_wheel(wheels / "p0-1.0-py3-none-any.whl")], base)  # so p0 can be yanked
-        script = PUBLISHER.format(tests=str(tmp_path), index=str(index), wheels=str(wheels), base=base, seed=trial)
-        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        index, base, proc = _run(tmp_path, wheels, f"index-{trial}", trial)
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0, 0.4))
+        time.sleep(rng.uniform(0, 0.9 * duration))  # somewhere in the middle of publishing
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate()
         killed_mid_way += "done" not in out

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS files (
     provenance      TEXT
 );
 CREATE INDEX IF NOT EXISTS files_by_project ON files (project);
+CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
 CREATE TABLE IF NOT EXISTS projects (
     name            TEXT PRIMARY KEY,
     status          TEXT,

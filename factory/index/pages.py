@@ -92,6 +92,8 @@ def project_html(project: str, entries: Sequence[FileEntry], status: ProjectStat
             attrs.append(f'data-yanked="{escape(entry.yanked)}"')
         if (url := provenance_url(entry, base_url)) is not None:
             attrs.append(f'data-provenance="{escape(url)}"')
+        else:  # published without a signature (allow-unsigned): the page says so
+            attrs.append('data-factory-unsigned="true"')
         links.append(f"<a {' '.join(attrs)}>{escape(entry.filename)}</a><br>")
     return _html(f"Links for {project}", head, links)
 
@@ -115,6 +117,8 @@ def project_json(project: str, entries: Sequence[FileEntry], status: ProjectStat
         if entry.upload_time:
             item["upload-time"] = entry.upload_time
         item["provenance"] = provenance_url(entry, base_url)
+        if item["provenance"] is None:
+            item["_factory-unsigned"] = True  # PEP 691 leaves keys with a leading underscore to the index
         files.append(item)
     versions = sorted({e.version for e in entries}, key=_version_key)
     return _json({"meta": meta, "name": project, "versions": versions, "files": files})

@@ -1,0 +1,214 @@
+"""``factory verify``: for wheels, a wheelhouse, or an installed environment, which
+distributions came from this index, and whether their signatures hold.
+
+A wheel is ours when its sha256 is one the index published. An installed distribution is ours
+when the index has a wheel of the same name and version whose RECORD it carries: every file of
+the wheel installed with the same hash (scripts and other ``.data`` files are rewritten by
+installers, and so left out). A signature holds when sigstore's verifier accepts the wheel's
+bundle against the configured trusted root, identity and issuer, and the signed statement names
+exactly that wheel and its sha256.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import email.parser
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from factory.failures import ConfigError, FactoryError
+from factory.index.manifest import FileEntry, Manifest
+from factory.sign import SigningSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """What was found out about one distribution."""
+
+    name: str
+    version: str
+    location: str  # the wheel file, or the .dist-info directory
+    ours: bool
+    wheel: str | None  # the index's file it matched
+    signature: str  # "verified", "failed", "unsigned" (ours, published without one) or "-" (not ours)
+    detail: str
+
+    @property
+    def trusted(self) -> bool:
+        return self.ours and self.signature == "verified"
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    findings: tuple[Finding, ...]
+
+    @property
+    def summary(self) -> str:
+        ours = sum(f.ours for f in self.findings)
+        verified = sum(f.trusted for f in self.findings)
+        return (f"{ours} of {len(self.findings)} distributions came from the hardened index; "
+                f"{verified} with a verified signature")
+
+    def to_json(self) -> str:
+        return json.dumps({"summary": self.summary, "total": len(self.findings),
+                           "ours": sum(f.ours for f in self.findings),
+                           "verified": sum(f.trusted for f in self.findings),
+                           "distributions": [dataclasses.asdict(f) for f in self.findings]}, indent=2)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+class SignatureCheck:
+    """The trusted root and the identity every signature must come from."""
+
+    def __init__(self, settings: SigningSettings) -> None:
+        from sigstore.models import ClientTrustConfig
+
+        try:
+            self.trust = (ClientTrustConfig.from_json(settings.trust_config.read_text())
+                          if settings.trust_config is not None else ClientTrustConfig.production())
+        except OSError as exc:
+            raise ConfigError(f"no Sigstore trust config at {settings.trust_config}: {exc.strerror}") from None
+        self.identity = settings.identity
+        self.issuer = settings.issuer or self._local_issuer(settings)
+        if not self.identity or not self.issuer:
+            raise ConfigError("set signing-identity and signing-issuer: the identity the wheels must be signed by")
+
+    @staticmethod
+    def _local_issuer(settings: SigningSettings) -> str:
+        # The local stack records its issuer, fixed at its first start, beside its trust config.
+        if settings.mode == "local" and settings.trust_config is not None:
+            stack = settings.trust_config.parent / "stack.json"
+            if stack.is_file():
+                return str(json.loads(stack.read_text()).get("issuer", ""))
+        return ""
+
+    def check(self, bundle_path: Path, filename: str, sha256: str) -> tuple[str, str]:
+        """("verified", "") or ("failed", why) for one wheel's bundle."""
+        from sigstore.models import Bundle
+        from sigstore.verify import Verifier
+        from sigstore.verify.policy import Identity
+
+        try:
+            bundle = Bundle.from_json(bundle_path.read_bytes())
+            _, payload = Verifier(trusted_root=self.trust.trusted_root).verify_dsse(
+                bundle, Identity(identity=self.identity, issuer=self.issuer))
+            statement = json.loads(payload)
+        except Exception as exc:  # sigstore raises its own errors for each way a bundle can be wrong
+            return "failed", f"signature does not verify: {exc}"
+        subjects = {(s.get("name"), s.get("digest", {}).get("sha256")) for s in statement.get("subject", [])}
+        if (filename, sha256) not in subjects:
+            return "failed", "the signed statement is for another file"
+        return "verified", ""
+
+
+class IndexView:
+    """The index's manifest and files, for lookups."""
+
+    def __init__(self, index_dir: Path) -> None:
+        path = index_dir / "manifest.sqlite3"
+        if not path.exists():
+            raise FactoryError(f"{index_dir}: no index here (no manifest.sqlite3): set index-dir")
+        self.index_dir = index_dir
+        self.manifest = Manifest(path)
+
+    def by_sha256(self, sha256: str) -> FileEntry | None:
+        rows = self.manifest.db.execute("SELECT filename FROM files WHERE sha256 = ?", (sha256,)).fetchone()
+        return self.manifest.get(rows[0]) if rows else None
+
+    def wheels_of(self, project: str, version: str) -> list[FileEntry]:
+        return [e for e in self.manifest.files(project) if e.filename.endswith(".whl") and _same_version(e.version, version)]
+
+    def path(self, entry: FileEntry) -> Path:
+        return self.index_dir / entry.path
+
+
+def _signature(view: IndexView, check: SignatureCheck, entry: FileEntry) -> tuple[str, str]:
+    bundle = view.path(entry).with_name(entry.filename + ".sigstore.json")
+    if not bundle.is_file():
+        return "unsigned", "published without a signature"
+    return check.check(bundle, entry.filename, entry.sha256)
+
+
+def verify_wheels(paths: Iterable[Path], view: IndexView, check: SignatureCheck) -> Iterator[Finding]:
+    for path in paths:
+        try:
+            name, version, _, _ = parse_wheel_filename(path.name)
+        except ValueError:
+            continue
+        entry = view.by_sha256(_sha256(path))
+        if entry is None:
+            yield Finding(name, str(version), str(path), False, None, "-", "not a wheel the index published")
+            continue
+        signature, why = _signature(view, check, entry)
+        yield Finding(name, str(version), str(path), True, entry.filename, signature, why)
+
+
+def _record(lines: str) -> dict[str, str]:
+    """path -> hash of a RECORD file (entries without a hash left out)."""
+    return {row[0]: row[1] for row in csv.reader(io.StringIO(lines)) if len(row) >= 2 and row[1]}
+
+
+def _wheel_record(path: Path) -> dict[str, str]:
+    with zipfile.ZipFile(path) as zf:
+        name = next(n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD"))
+        record = _record(zf.read(name).decode())
+    # Installers rewrite .data/ files (scripts get new shebangs) and write their own RECORD.
+    return {p: h for p, h in record.items() if ".data/" not in p and not p.endswith(".dist-info/RECORD")}
+
+
+def site_packages(env: Path) -> list[Path]:
+    """The site-packages directories of a virtualenv, or the directory itself."""
+    found = sorted(env.glob("lib/python3*/site-packages")) + sorted(env.glob("lib64/python3*/site-packages"))
+    if found:
+        return list(dict.fromkeys(p.resolve() for p in found))
+    if any(env.glob("*.dist-info")):
+        return [env]
+    raise FactoryError(f"{env}: neither a virtualenv nor a site-packages directory")
+
+
+def verify_environment(env: Path, view: IndexView, check: SignatureCheck) -> Iterator[Finding]:
+    for directory in site_packages(env):
+        for dist_info in sorted(directory.glob("*.dist-info")):
+            try:
+                headers = email.parser.HeaderParser().parsestr((dist_info / "METADATA").read_text(errors="replace"))
+                installed = _record((dist_info / "RECORD").read_text(errors="replace"))
+            except OSError:
+                continue
+            name, version = canonicalize_name(headers.get("Name", dist_info.name)), headers.get("Version", "")
+            candidates = view.wheels_of(name, version)
+            match = next((e for e in candidates if all(installed.get(p) == h for p, h in _wheel_record(view.path(e)).items())),
+                         None)
+            if match is None:
+                why = ("its files differ from every wheel of it in the index" if candidates
+                       else "the index has no wheel of this name and version")
+                yield Finding(name, version, str(dist_info), False, None, "-", why)
+                continue
+            signature, why = _signature(view, check, match)
+            yield Finding(name, version, str(dist_info), True, match.filename, signature, why)
+
+
+def wheels_under(path: Path) -> list[Path]:
+    """Wheel files: the path itself, or every wheel below a directory (a wheelhouse, a pip cache)."""
+    return sorted(path.rglob("*.whl")) if path.is_dir() else [path]
