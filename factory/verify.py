@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import email.parser
-import hashlib
 import io
 import json
 import zipfile
@@ -25,6 +24,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from factory.failures import ConfigError, FactoryError
+from factory.fetch import sha256_file
 from factory.index.manifest import FileEntry, Manifest
 from factory.sign import SigningSettings
 
@@ -63,13 +63,6 @@ class Report:
                            "verified": sum(f.trusted for f in self.findings),
                            "distributions": [dataclasses.asdict(f) for f in self.findings]}, indent=2)
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _same_version(a: str, b: str) -> bool:
@@ -157,7 +150,7 @@ def verify_wheels(paths: Iterable[Path], view: IndexView, check: SignatureCheck)
             name, version, _, _ = parse_wheel_filename(path.name)
         except ValueError:
             continue
-        entry = view.by_sha256(_sha256(path))
+        entry = view.by_sha256(sha256_file(path))
         if entry is None:
             yield Finding(name, str(version), str(path), False, None, "-", "not a wheel the index published")
             continue

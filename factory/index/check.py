@@ -11,7 +11,6 @@ project or ``factory publish --rebuild`` lists them.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 from mousebender import simple
 from packaging.utils import canonicalize_name
 
+from factory.fetch import sha256_file
 from factory.index.manifest import Manifest
 from factory.index.pages import JSON_TYPE
 
@@ -35,13 +35,6 @@ class Report:
     def ok(self) -> bool:
         return not self.problems
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _local(index_dir: Path, page_dir: str, url: str, base_url: str) -> Path | None:
@@ -120,7 +113,7 @@ def _check(index_dir: Path, base_url: str) -> Report:
             if path is None or not path.is_file():
                 problems.append(f"{where}: the link does not resolve to a file in the index")
                 continue
-            if _sha256(path) != f["hashes"].get("sha256"):
+            if sha256_file(path) != f["hashes"].get("sha256"):
                 problems.append(f"{where}: the file's sha256 differs from the page's")
             if f.get("size") is not None and path.stat().st_size != f["size"]:
                 problems.append(f"{where}: the file's size differs from the page's")
@@ -129,7 +122,7 @@ def _check(index_dir: Path, base_url: str) -> Report:
                 sidecar = path.with_name(path.name + ".metadata")
                 if not sidecar.is_file():
                     problems.append(f"{where}: the metadata sidecar is missing")
-                elif _sha256(sidecar) != meta.get("sha256"):
+                elif sha256_file(sidecar) != meta.get("sha256"):
                     problems.append(f"{where}: the metadata sidecar's sha256 differs from the page's")
             if f.get("provenance"):
                 target = _local(index_dir, f"simple/{name}", f["provenance"], base_url)
