@@ -78,6 +78,7 @@ def test_the_index_advertises_pep740_provenance(signed, config):
     assert "_factory-unsigned" not in entry
     html = (config.index_dir / "simple" / "fixture-cext" / "index.html").read_text()
     assert f'data-provenance="{entry["provenance"]}"' in html
+    assert factory(config, "index", "check").returncode == 0  # a signed index is whole too
     provenance = json.loads(wheel.with_name(wheel.name + ".provenance").read_text())
     (bundle,) = provenance["attestation_bundles"]
     assert bundle["publisher"]["kind"] == "factory"
@@ -86,6 +87,12 @@ def test_the_index_advertises_pep740_provenance(signed, config):
     _, payload = Verifier(trusted_root=trust.trusted_root).verify_dsse(
         attestation.to_bundle(), Identity(identity="factory@localhost", issuer=record.signatures[0]["issuer"]))
     assert json.loads(payload)["subject"][0]["digest"]["sha256"] == record.wheels[0]["sha256"]
+    # A page whose JSON names another provenance than its HTML is caught.
+    page_file = (config.index_dir / "simple" / "fixture-cext" / "index.json").resolve()
+    page["files"][0]["provenance"] += ".other"
+    page_file.write_text(json.dumps(page))
+    checked = factory(config, "index", "check")
+    assert checked.returncode == 1 and "`provenance` differs" in checked.stdout
 
 
 def test_verify_tells_ours_from_the_rest_in_an_installed_environment(signed, config, tmp_path):
