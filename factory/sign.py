@@ -43,12 +43,40 @@ class SigningSettings:
 
     @classmethod
     def from_config(cls, config: Any) -> SigningSettings:
-        trust = config.trust_config
-        if trust is None and config.signing == "local":
-            trust = config.state_dir / "sigstore" / "trust_config.json"
         identity = config.signing_identity or ("factory@localhost" if config.signing == "local" else "")
         builder = config.builder_id or f"tag:factory,2026:builder/{socket.gethostname()}"
-        return cls(config.signing, trust, config.local_sigstore, identity, config.signing_issuer, builder)
+        return cls(config.signing, config.trust_config, config.local_sigstore, identity, config.signing_issuer, builder)
+
+
+def load_trust(settings: SigningSettings) -> tuple[Any, str]:
+    """The client trust config, and the issuer to expect when none is configured: from the
+    ``trust-config`` file; else, for the local stack, from the stack itself (whatever state
+    directory it keeps); else the public instance's."""
+    from sigstore.models import ClientTrustConfig
+
+    from factory.sigstore_stack import fetch_trust
+    from factory.sigstore_stack.errors import TokenRequestFailed
+
+    if settings.trust_config is not None:
+        try:
+            trust = ClientTrustConfig.from_json(settings.trust_config.read_text())
+        except OSError as exc:
+            raise _fail(f"no Sigstore trust config at {settings.trust_config}: {exc.strerror}") from None
+        # The local stack records its issuer, fixed at its first start, beside its trust config.
+        stack = settings.trust_config.parent / "stack.json"
+        issuer = json.loads(stack.read_text()).get("issuer", "") if settings.mode == "local" and stack.is_file() else ""
+        return trust, settings.issuer or issuer
+    if settings.mode == "local":
+        try:
+            data, issuer = fetch_trust(settings.local_sigstore)
+        except TokenRequestFailed:
+            raise _fail(f"no local Sigstore stack at {settings.local_sigstore}: start it with `factory sigstore-stack` "
+                        "(or `just sigstore`), or set signing = \"sigstore\"") from None
+        return ClientTrustConfig.from_json(json.dumps(data)), settings.issuer or issuer
+    try:
+        return ClientTrustConfig.production(), settings.issuer
+    except Exception as exc:  # the public instance's TUF repository is out of reach
+        raise _fail(f"cannot load the public Sigstore trust root: {exc}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,22 +142,11 @@ class Signer:
     """Signs wheels with one identity and one short-lived certificate; use as a context manager."""
 
     def __init__(self, settings: SigningSettings) -> None:
-        from sigstore.models import ClientTrustConfig
         from sigstore.oidc import IdentityError, IdentityToken, detect_credential
         from sigstore.sign import SigningContext
 
         self.settings = settings
-        try:
-            if settings.trust_config is not None:
-                text = settings.trust_config.read_text()
-                self.trust = ClientTrustConfig.from_json(text)
-            else:
-                self.trust = ClientTrustConfig.production()
-        except OSError as exc:
-            hint = " (start it: `factory sigstore-stack`, or `just sigstore`)" if settings.mode == "local" else ""
-            raise _fail(f"no Sigstore trust config at {settings.trust_config}{hint}: {exc.strerror}") from None
-        except Exception as exc:  # sigstore's own errors: unreadable, or the public instance unreachable
-            raise _fail(f"cannot load the Sigstore trust config: {exc}") from None
+        self.trust, _ = load_trust(settings)
         try:
             token = self._token(detect_credential)
             self.token = IdentityToken(token)

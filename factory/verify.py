@@ -23,10 +23,10 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from factory.failures import ConfigError, FactoryError
+from factory.failures import BuildFailure, ConfigError, FactoryError
 from factory.fetch import sha256_file
 from factory.index.manifest import FileEntry, Manifest
-from factory.sign import SigningSettings
+from factory.sign import SigningSettings, load_trust
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,26 +76,13 @@ class SignatureCheck:
     """The trusted root and the identity every signature must come from."""
 
     def __init__(self, settings: SigningSettings) -> None:
-        from sigstore.models import ClientTrustConfig
-
         try:
-            self.trust = (ClientTrustConfig.from_json(settings.trust_config.read_text())
-                          if settings.trust_config is not None else ClientTrustConfig.production())
-        except OSError as exc:
-            raise ConfigError(f"no Sigstore trust config at {settings.trust_config}: {exc.strerror}") from None
+            self.trust, self.issuer = load_trust(settings)
+        except BuildFailure as exc:
+            raise ConfigError(exc.reason) from None
         self.identity = settings.identity
-        self.issuer = settings.issuer or self._local_issuer(settings)
         if not self.identity or not self.issuer:
             raise ConfigError("set signing-identity and signing-issuer: the identity the wheels must be signed by")
-
-    @staticmethod
-    def _local_issuer(settings: SigningSettings) -> str:
-        # The local stack records its issuer, fixed at its first start, beside its trust config.
-        if settings.mode == "local" and settings.trust_config is not None:
-            stack = settings.trust_config.parent / "stack.json"
-            if stack.is_file():
-                return str(json.loads(stack.read_text()).get("issuer", ""))
-        return ""
 
     def check(self, bundle_path: Path, filename: str, sha256: str) -> tuple[str, str]:
         """("verified", "") or ("failed", why) for one wheel's bundle."""

@@ -20,7 +20,7 @@ from factory.sigstore_stack.errors import (
     TokenRejected,
     TokenRequestFailed,
 )
-from factory.sigstore_stack.stack import LocalSigstore, fetch_identity_token, serve
+from factory.sigstore_stack.stack import LocalSigstore, fetch_identity_token, fetch_trust, serve
 
 __all__ = [
     "BadIdentity",
@@ -36,5 +36,6 @@ __all__ = [
     "TokenRejected",
     "TokenRequestFailed",
     "fetch_identity_token",
+    "fetch_trust",
     "serve",
 ]

@@ -45,6 +45,7 @@ class Services:
     oidc: OidcIssuer
     ca: CertificateAuthority
     log: TransparencyLog
+    trust_config: dict[str, Any]  # what clients load, also served for those without the state directory
 
 
 class StackServer(ThreadingHTTPServer):
@@ -111,6 +112,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/api/v2/trustBundle":
             root = services.ca.root.public_bytes(serialization.Encoding.PEM).decode()
             return 200, {"chains": [{"certificates": [root]}]}
+        if path == "/factory/trust":
+            return 200, {"trustConfig": services.trust_config, "issuer": services.oidc.issuer}
         if path == "/api/v1/log":
             return 200, services.log.info()
         if path == "/api/v1/log/publicKey":

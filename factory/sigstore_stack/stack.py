@@ -105,11 +105,11 @@ class LocalSigstore:
             ca = CertificateAuthority(ca_key, load_or_create_root(self.state_dir / "ca.crt", ca_key), ct_key)
             log = TransparencyLog(self.state_dir / "rekor", rekor_key, origin=f"{LOG_NAME} - {meta['treeId']}",
                                   name=LOG_NAME)
+            trust = client_trust_config(base_url=url, oidc_url=f"{url}/oidc", root=ca.root,
+                                        rekor_key=rekor_key.public_key(), ct_key=ct_key.public_key())
             self._server.services = Services(url, OidcIssuer(load_or_create_key(keys / "oidc.pem"), meta["issuer"]),
-                                             ca, log)
-            write_trust_config(self.trust_config_path, client_trust_config(
-                base_url=url, oidc_url=f"{url}/oidc", root=ca.root, rekor_key=rekor_key.public_key(),
-                ct_key=ct_key.public_key()))
+                                             ca, log, trust)
+            write_trust_config(self.trust_config_path, trust)
         except BaseException:
             self.stop()
             raise
@@ -195,3 +195,15 @@ def fetch_identity_token(stack_url: str, email: str, *, lifetime: int = 600) -> 
     if not isinstance(token, str):
         raise TokenRequestFailed("the sigstore stack answered without a token")
     return token
+
+
+def fetch_trust(stack_url: str) -> tuple[dict[str, Any], str]:
+    """The client trust config and the OIDC issuer of the stack running at ``stack_url``, for
+    clients that do not share its state directory. Raises ``TokenRequestFailed`` when it does not
+    answer."""
+    try:
+        response = httpx.get(f"{stack_url.rstrip('/')}/factory/trust", timeout=30)
+        data = response.json()
+        return data["trustConfig"], data["issuer"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+        raise TokenRequestFailed(f"cannot get the trust config of the sigstore stack at {stack_url}: {e}") from e
