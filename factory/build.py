@@ -32,6 +32,7 @@ from factory import podman, repair
 from factory.diagnose import classify, tail
 from factory.failures import BuildFailure, FailureClass
 from factory.images import BuilderImage
+from factory.processes import die_with_parent
 from factory.recipes import Recipe
 from factory.targets import Target, is_pure, serves
 from factory.unpack import SourceTree
@@ -158,7 +159,8 @@ def run_logged(cmd: list[str], *, cwd: Path, env: dict[str, str], log_path: Path
     with log_path.open("ab") as log:
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=die_with_parent)
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

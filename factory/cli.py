@@ -11,6 +11,7 @@ import json
 import re
 import secrets
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -386,6 +387,16 @@ def cmd_sigstore_stack(args: argparse.Namespace, cfg: config.Config) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="factory", description="Rebuild Python packages from source into a private index.")
     p.add_argument("--version", action="version", version=f"factory {__version__}")
@@ -404,11 +415,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("files", nargs="+", metavar="FILE", help="a miss log; - for standard input")
     g.add_argument("--format", choices=["jsonl", "combined"], help="default: detected from the first line")
     g.add_argument("--strict", action="store_true", help="a bad line is an error (then nothing is ingested)")
-    g.add_argument("--show-bad", type=int, default=10, metavar="N", help="bad lines to list (default 10)")
+    g.add_argument("--show-bad", type=_positive, default=10, metavar="N", help="bad lines to list (default 10)")
     g.set_defaults(func=cmd_ingest)
 
     w = sub.add_parser("worker", help="claim queued requests and build them")
-    w.add_argument("-j", "--jobs", type=int, default=1, help="concurrent builds (default 1)")
+    w.add_argument("-j", "--jobs", type=_positive, default=1, help="concurrent builds (default 1)")
     mode = w.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="build one item, then stop")
     mode.add_argument("--forever", action="store_true", help="wait for more work instead of stopping")
@@ -417,7 +428,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", help="the queue: counts by state, most wanted, recent failures")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--top", type=int, default=10, metavar="N")
+    s.add_argument("--top", type=_positive, default=10, metavar="N")
     s.set_defaults(func=cmd_status)
 
     r = sub.add_parser("requeue", help="queue failed requests again (e.g. after adding a recipe)")
@@ -496,6 +507,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FactoryError as exc:
         err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         return 2
+    except (OSError, sqlite3.Error) as exc:  # an unwritable state directory, a users file that is a directory
+        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        return 2
+    except Exception as exc:
+        if type(exc).__module__.startswith("psycopg"):  # the queue's PostgreSQL refused or went away
+            err.print(f"[red]error:[/red] the queue database: {exc}", soft_wrap=True)
+            return 2
+        raise
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
         return 130

@@ -146,6 +146,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trust-config", Path, lambda: None, "Sigstore client trust config (default: the local stack's, "
             "or the public instance's with signing = sigstore)"),
     Setting("local-sigstore", str, lambda: "http://127.0.0.1:8473", "the URL of `factory sigstore-stack`", _http),
+    Setting("local-sigstore-secret", Path, lambda: None, "the local stack's token.secret "
+            "(default: state-dir/sigstore/token.secret)"),
     Setting("signing-identity", str, lambda: "", "identity the wheels are signed as (default: factory@localhost "
             "for the local stack; the CI workload's for sigstore)"),
     Setting("signing-issuer", str, lambda: "", "OIDC issuer of that identity (default: the local stack's)"),
@@ -179,6 +181,7 @@ class Config:
     allow_unsigned: bool
     trust_config: Path | None
     local_sigstore: str
+    local_sigstore_secret: Path | None
     signing_identity: str
     signing_issuer: str
     builder_id: str
@@ -229,7 +232,10 @@ def _typed(setting: Setting, value: Any, where: str, base: Path) -> Any:
             return None  # unset: whoever uses it picks a default
         if not isinstance(value, str | Path) or not str(value):
             raise ConfigError(f"{where}: `{setting.key}` must be a path, got {value!r}")
-        path = Path(value).expanduser()
+        try:
+            path = Path(value).expanduser()
+        except RuntimeError:  # ~nosuchuser
+            raise ConfigError(f"{where}: `{setting.key}`: cannot expand {value!r}") from None
         return path if path.is_absolute() else (base / path)
     if kind is bool:
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):

@@ -43,12 +43,14 @@ def classify(log: str, what: str) -> BuildFailure:
                     f"to the recipe's system-packages",
                     log_tail=kept,
                 )
+    # Network first: when the index cannot be reached, pip ends with "No matching distribution"
+    # too, and that must stay a transient failure, not a permanent not-found.
+    if m := _NETWORK.search(log):
+        return BuildFailure(FailureClass.NETWORK, f"{what}: network error in the container: {m.group(1)}", log_tail=kept)
     if m := _NO_BUILD_DEP.search(log):
         return BuildFailure(
             FailureClass.NOT_FOUND, f"build dependency {m.group(1)} is not on the upstream index", log_tail=kept
         )
-    if m := _NETWORK.search(log):
-        return BuildFailure(FailureClass.NETWORK, f"{what}: network error in the container: {m.group(1)}", log_tail=kept)
     errors = [m.group(1).strip() for line in log.splitlines() if (m := _ERROR_LINE.search(line))]
     # The first compiler error is usually the cause; the last lines are the tools giving up.
     first = next((e for e in errors if not e.startswith(("Command", "subprocess-exited", "Failed building"))), None)

@@ -15,7 +15,7 @@ import hashlib
 
 from factory import misses
 from factory.failures import FactoryError
-from factory.ledger import LATEST, Demand, Ledger
+from factory.ledger import LATEST, Conflict, Demand, Ledger
 
 HEAD = 4096  # at most this much of the first line identifies a log as one ingested before, grown
 
@@ -61,7 +61,21 @@ def aggregate(events: list[misses.Miss]) -> list[Demand]:
 
 
 def ingest(ledger: Ledger, source: str, data: bytes, fmt: str | None = None, strict: bool = False) -> Report:
-    """Ingest one input (the bytes of a file, or of stdin) named ``source`` in reports."""
+    """Ingest one input (the bytes of a file, or of stdin) named ``source`` in reports.
+
+    Only complete lines count: a last line without its newline (a log being written) waits for
+    the next ingest."""
+    data = data[: data.rfind(b"\n") + 1]
+    for attempt in (1, 2):
+        try:
+            return _ingest(ledger, source, data, fmt, strict)
+        except Conflict:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _ingest(ledger: Ledger, source: str, data: bytes, fmt: str | None, strict: bool) -> Report:
     view = memoryview(data)
     newline = data.find(b"\n", 0, HEAD)
     head = _digest(view[: newline + 1 if newline >= 0 else HEAD])  # a log keeps its first line as it grows
@@ -87,10 +101,10 @@ def ingest(ledger: Ledger, source: str, data: bytes, fmt: str | None = None, str
             bad.append(item)
         else:
             events.append(item)
-    lines = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+    lines = body.count(b"\n")
     if strict and bad:
         shown = "; ".join(f"{source}:{b.line}: {b.reason}" for b in bad[:5])
         raise IngestError(f"{len(bad)} bad lines, nothing ingested (without --strict they are skipped): {shown}")
     demands = aggregate(events)
-    new, _ = ledger.add(demands, ingested=(head, len(data), _digest(view)))
+    new, _ = ledger.add(demands, ingested=(head, len(data), _digest(view)), since=offset)
     return Report(source, fmt, lines, len(events), len(demands), new, tuple(bad), offset)

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from factory.failures import ConfigError, FailureClass
+from factory.failures import ConfigError, FactoryError, FailureClass
 
 STATES = ("queued", "building", "built", "failed", "refused")
 LATEST = "latest"
@@ -136,6 +136,10 @@ class Demand:
     last_seen: float
 
 
+class Conflict(FactoryError):
+    """Another process changed what this one relied on; try again."""
+
+
 class _Dialect:
     """What differs between the two databases: connecting, placeholders, a few words of SQL."""
 
@@ -161,6 +165,9 @@ class _Dialect:
     def create(self, conn: Any) -> None:
         conn.executescript(SCHEMA.format(id=self.id_column))
 
+    def lock_ingest(self, conn: Any) -> None:
+        """Inside a transaction: wait for other ingests (SQLite's write lock already did)."""
+
 
 class _Postgres(_Dialect):
     name = "postgresql"
@@ -181,6 +188,9 @@ class _Postgres(_Dialect):
 
     def begin(self, conn: Any) -> None:
         conn.execute("BEGIN")
+
+    def lock_ingest(self, conn: Any) -> None:
+        conn.execute(f"SELECT pg_advisory_xact_lock({zlib.crc32(b'factory-ledger-ingest')})")
 
     def create(self, conn: Any) -> None:
         # Workers starting together must not race on CREATE TABLE: one at a time.
@@ -264,12 +274,23 @@ class Ledger:
         return [(int(size), digest) for size, digest in rows.fetchall()]
 
     def add(self, demands: Sequence[Demand], ingested: tuple[str, int, str] | None = None,
-            now: float | None = None) -> tuple[int, int]:
+            now: float | None = None, since: int = 0) -> tuple[int, int]:
         """Record demand, all or nothing: new requests are queued, known ones only gain hits,
-        clients and priority, whatever their state. Returns (new requests, updated requests)."""
+        clients and priority, whatever their state. Returns (new requests, updated requests).
+
+        ``ingested`` (head, size, digest) marks an input as ingested up to ``size``; ``since`` is
+        how much of it was ingested before, as the caller saw it: if another ingest recorded more
+        of it meanwhile, :class:`Conflict` is raised and nothing is recorded."""
         now = time.time() if now is None else now
         projects = sorted({d.project for d in demands})
         with self._transaction():
+            # Ingests take turns (on SQLite the write transaction already does that): two ingests of
+            # one log must not both count it, nor race to create the same request.
+            self.dialect.lock_ingest(self.conn)
+            if ingested is not None:
+                row = self._execute("SELECT max(size) FROM ingested WHERE head = ?", [ingested[0]]).fetchone()
+                if (row[0] or 0) != since:
+                    raise Conflict("this log was ingested by another process meanwhile")
             known = {(p, v) for p, v, *_ in self._by_project(projects)}
             fresh = [d for d in demands if (d.project, d.version) not in known]
             again = [d for d in demands if (d.project, d.version) in known]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
@@ -123,11 +124,14 @@ def _combined_time(text: str) -> float:
 
 
 def _iso_time(value: object) -> float:
+    ts: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    raise ValueError(f"`ts` must be ISO 8601 or epoch seconds, got {value!r}")
+        ts = float(value)
+    elif isinstance(value, str):
+        ts = datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    if ts is None or not math.isfinite(ts):
+        raise ValueError(f"`ts` must be ISO 8601 or epoch seconds, got {value!r}")
+    return ts
 
 
 @lru_cache(maxsize=65536)

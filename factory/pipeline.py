@@ -196,6 +196,8 @@ def _stages(request: BuildRequest, config: Config, build_id: str, work: Path, cl
                 outcomes[target] = Outcome(target, "built", wheel=served)
             else:
                 todo.append(target)
+        if existing:  # a publish interrupted before its pages: list what it published
+            publish.relist(config.index_dir, release.project, config.index_url)
         if not todo:
             say("nothing to build: every target is in the index already, or skipped")
             return
@@ -219,22 +221,24 @@ def _stages(request: BuildRequest, config: Config, build_id: str, work: Path, cl
         for result in output.results:
             if result.wheel is not None and result.wheel not in checked:
                 try:
-                    checked[result.wheel] = repair.gate(result.wheel, release.project, release.version)
+                    arch = None if output.kind == "pure" else result.target.arch
+                    checked[result.wheel] = repair.gate(result.wheel, release.project, release.version, arch)
                 except BuildFailure as failure:
                     checked[result.wheel] = failure
     tested: dict[tuple[Path, Target], BuildFailure | None] = {}
-    good: list[repair.CheckedWheel] = []
+    passing: list[tuple[Target, repair.CheckedWheel]] = []
     for result in output.results:
         gated = checked.get(result.wheel) if result.wheel else None
         if result.failure is not None or gated is None:
             outcomes[result.target] = failed(result.target, result.failure or BuildFailure(FailureClass.INTERNAL, "no wheel"))
-            continue
-        if isinstance(gated, BuildFailure):
+        elif isinstance(gated, BuildFailure):
             outcomes[result.target] = failed(result.target, gated)
-            continue
-        if recipe.test is not None:
+        else:
+            passing.append((result.target, gated))
+    if recipe.test is not None:
+        for target, gated in passing:
             # A pure wheel is tested once, on the first target's architecture.
-            key = (gated.path, todo[0] if output.kind == "pure" else result.target)
+            key = (gated.path, todo[0] if output.kind == "pure" else target)
             if key not in tested:
                 with clock.stage("test"):
                     try:
@@ -243,10 +247,15 @@ def _stages(request: BuildRequest, config: Config, build_id: str, work: Path, cl
                         tested[key] = None
                     except BuildFailure as failure:
                         tested[key] = failure
-            if tested[key] is not None:
-                outcomes[result.target] = failed(result.target, tested[key])
-                continue
-        outcomes[result.target] = Outcome(result.target, "built", wheel=gated.filename)
+    # A wheel that failed its test anywhere is published nowhere: an abi3 wheel failing on 3.13 would
+    # otherwise reach 3.13 users through the 3.11 target that passed.
+    failed_wheels = {path: f for (path, _), f in tested.items() if f is not None}
+    good: list[repair.CheckedWheel] = []
+    for target, gated in passing:
+        if gated.path in failed_wheels:
+            outcomes[target] = failed(target, failed_wheels[gated.path])
+            continue
+        outcomes[target] = Outcome(target, "built", wheel=gated.filename)
         if gated not in good:
             good.append(gated)
     fields["wheels"] = [{"filename": c.filename, "sha256": c.sha256, "size": c.size, "policy": c.policy}

@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from packaging.utils import parse_wheel_filename
@@ -82,13 +83,29 @@ def _glibc(tag: str) -> tuple[int, int] | None:
     return legacy.get(tag.split("_", 1)[0])
 
 
-def gate(wheel: Path, project: str, version: Version) -> CheckedWheel:
-    """Check one built wheel: of the release that was asked for, and pure or a platform wheel
-    auditwheel places at manylinux_2_28 or older."""
+def _arch(platform_tag: str) -> str:
+    """The architecture of a manylinux tag: manylinux_2_17_x86_64 and manylinux2014_x86_64 -> x86_64."""
+    if platform_tag.startswith("manylinux_"):
+        return platform_tag.split("_", 3)[3]
+    return platform_tag.split("_", 1)[1]
+
+
+def _elf_files(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as zf:
+        return [n for n in zf.namelist() if not n.endswith("/") and zf.open(n).read(4) == b"\x7fELF"]
+
+
+def gate(wheel: Path, project: str, version: Version, arch: str | None = None) -> CheckedWheel:
+    """Check one built wheel on the host, trusting nothing the build container said: of the
+    release asked for; pure (no compiled code at all) or a platform wheel of ``arch`` that
+    auditwheel places at manylinux_2_28 or older and whose tags claim no older glibc than that."""
     name, wheel_version, _, tags = parse_wheel_filename(wheel.name)
     if (name, wheel_version) != (project, version):
         raise BuildFailure(FailureClass.POLICY, f"the build made {wheel.name}, not a wheel of {project} {version}")
     if all(t.platform == "any" for t in tags):
+        if compiled := _elf_files(wheel):
+            raise BuildFailure(FailureClass.POLICY, f"{wheel.name} is tagged pure but carries compiled code "
+                                                    f"({', '.join(compiled[:3])})")
         return CheckedWheel(wheel, sha256_file(wheel), wheel.stat().st_size, "pure")
     shown = subprocess.run(
         [sys.executable, "-m", "auditwheel", "show", "--json", str(wheel)], capture_output=True, text=True, check=False
@@ -109,6 +126,15 @@ def gate(wheel: Path, project: str, version: Version) -> CheckedWheel:
             f"{wheel.name}: auditwheel places it at {overall}, newer than manylinux_2_28 "
             f"(symbol versions: {report.get('versioned_symbols')})",
         )
-    if not any(t.platform.startswith("manylinux") for t in tags):
-        raise BuildFailure(FailureClass.POLICY, f"{wheel.name} was not repaired: it has no manylinux tag")
+    platforms = {t.platform for t in tags}
+    if not all(p.startswith("manylinux") for p in platforms):
+        raise BuildFailure(FailureClass.POLICY, f"{wheel.name} was not repaired: not all its tags are manylinux")
+    found_arch = _arch(overall)
+    for platform in sorted(platforms):
+        claimed = _glibc(platform)
+        if claimed is None or claimed < glibc or _arch(platform) != found_arch:
+            raise BuildFailure(FailureClass.POLICY, f"{wheel.name} claims {platform}, but auditwheel finds it "
+                                                    f"needs {overall}")
+    if arch is not None and found_arch != arch:
+        raise BuildFailure(FailureClass.POLICY, f"{wheel.name} holds {found_arch} code, built for {arch}")
     return CheckedWheel(wheel, sha256_file(wheel), wheel.stat().st_size, overall)

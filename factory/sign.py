@@ -37,6 +37,7 @@ class SigningSettings:
     mode: str  # local, sigstore or none
     trust_config: Path | None
     local_sigstore: str
+    local_secret: Path  # the local stack's token.secret
     identity: str
     issuer: str
     builder_id: str
@@ -45,7 +46,9 @@ class SigningSettings:
     def from_config(cls, config: Any) -> SigningSettings:
         identity = config.signing_identity or ("factory@localhost" if config.signing == "local" else "")
         builder = config.builder_id or f"tag:factory,2026:builder/{socket.gethostname()}"
-        return cls(config.signing, config.trust_config, config.local_sigstore, identity, config.signing_issuer, builder)
+        secret = config.local_sigstore_secret or config.state_dir / "sigstore" / "token.secret"
+        return cls(config.signing, config.trust_config, config.local_sigstore, secret, identity,
+                   config.signing_issuer, builder)
 
 
 def load_trust(settings: SigningSettings) -> tuple[Any, str]:
@@ -165,7 +168,12 @@ class Signer:
             from factory.sigstore_stack.errors import TokenRequestFailed
 
             try:
-                return fetch_identity_token(self.settings.local_sigstore, self.settings.identity)
+                secret = self.settings.local_secret.read_text().strip()
+            except OSError as exc:
+                raise _fail(f"cannot read the local Sigstore stack's secret {self.settings.local_secret} "
+                            f"({exc.strerror}): set local-sigstore-secret to the token.secret in its state directory") from None
+            try:
+                return fetch_identity_token(self.settings.local_sigstore, self.settings.identity, secret)
             except TokenRequestFailed as exc:
                 raise _fail(f"no local Sigstore stack at {self.settings.local_sigstore} ({exc}): start it with "
                             "`factory sigstore-stack` (or `just sigstore`), or set signing = \"sigstore\"") from None

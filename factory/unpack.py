@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import posixpath
 import shutil
 import stat
 import tarfile
 import zipfile
-import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -117,25 +117,26 @@ def _tar_members(tar: tarfile.TarFile) -> Iterator[Member]:
             kind = "file"
         else:
             kind = "special"
-        yield Member(info.name, kind, info.size if info.isreg() else 0, info.linkname, int(info.mtime))
+        mtime = info.mtime if isinstance(info.mtime, int) or math.isfinite(info.mtime) else 0
+        yield Member(info.name, kind, info.size if info.isreg() else 0, info.linkname, int(mtime))
 
 
-def _zip_members(zf: zipfile.ZipFile) -> Iterator[Member]:
+def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[Member]:
     for info in zf.infolist():
         mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
-            kind = "symlink"
-        elif info.is_dir():
+        if stat.S_ISLNK(mode):  # refused before its target is read: it could be a compressed bomb
+            raise _refuse(archive, info.filename, "symbolic link in a zip sdist")
+        if info.is_dir():
             kind = "dir"
         elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # many zips carry permission bits only
             kind = "special"
         else:
             kind = "file"
-        year, month, day, hour, minute, second = info.date_time
-        when = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.UTC)
-        mtime = int(when.timestamp())
-        target = zf.read(info).decode("utf-8", "replace") if kind == "symlink" else ""
-        yield Member(info.filename, kind, info.file_size, target, mtime)
+        try:
+            mtime = int(datetime.datetime(*info.date_time, tzinfo=datetime.UTC).timestamp())
+        except ValueError:  # a DOS date of month 0 or second 62: no time, not an error
+            mtime = 0
+        yield Member(info.filename, kind, info.file_size, "", mtime)
 
 
 def _extract_zip(archive: Path, zf: zipfile.ZipFile, dest: Path, limits: Limits) -> None:
@@ -145,8 +146,6 @@ def _extract_zip(archive: Path, zf: zipfile.ZipFile, dest: Path, limits: Limits)
         parts = _parts(info.filename)
         if not parts:
             continue
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise _refuse(archive, info.filename, "symbolic link in a zip sdist")
         path = dest.joinpath(*parts)
         if info.is_dir():
             path.mkdir(parents=True, exist_ok=True)
@@ -172,7 +171,7 @@ def unpack(source: Source, dest: Path, limits: Limits) -> SourceTree:
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                top, epoch = check_members(archive, _zip_members(zf), limits)
+                top, epoch = check_members(archive, _zip_members(archive, zf), limits)
                 _extract_zip(archive, zf, dest, limits)
         else:
             with tarfile.open(archive, "r:*") as tar:
@@ -182,9 +181,13 @@ def unpack(source: Source, dest: Path, limits: Limits) -> SourceTree:
                 except tarfile.FilterError as exc:
                     member = getattr(exc, "tarinfo", None)
                     raise _refuse(archive, member.name if member else "?", str(exc)) from exc
-    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+    except BuildFailure:
         shutil.rmtree(dest, ignore_errors=True)
-        raise BuildFailure(FailureClass.UNSAFE_ARCHIVE, f"{archive.name}: not a readable tar or zip archive: {exc}") from exc
+        raise
+    except Exception as exc:  # corrupt, encrypted, unknown compression, a link to nothing: hostile or broken
+        shutil.rmtree(dest, ignore_errors=True)
+        raise BuildFailure(FailureClass.UNSAFE_ARCHIVE,
+                           f"{archive.name}: cannot be unpacked ({type(exc).__name__}: {exc})") from exc
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise

@@ -158,6 +158,23 @@ def _wheel_record(path: Path) -> dict[str, str]:
     return {p: h for p, h in record.items() if ".data/" not in p and not p.endswith(".dist-info/RECORD")}
 
 
+def _installer_file(path: str) -> bool:
+    """Files an installer adds beside a wheel's: bytecode, its own dist-info records, scripts and
+    headers it places outside site-packages."""
+    return "__pycache__/" in path or path.startswith("../") or ".dist-info/" in path
+
+
+def _installed_from(installed: dict[str, str], wheel: Path, sha256: str) -> bool:
+    """Whether an installed RECORD is exactly the files of ``wheel`` (the index's copy, checked
+    first against the hash the index published)."""
+    if not wheel.is_file() or sha256_file(wheel) != sha256:
+        return False
+    expected = _wheel_record(wheel)
+    if any(installed.get(p) != h for p, h in expected.items()):
+        return False
+    return all(p in expected for p in installed if not _installer_file(p))
+
+
 def site_packages(env: Path) -> list[Path]:
     """The site-packages directories of a virtualenv, or the directory itself."""
     found = sorted(env.glob("lib/python3*/site-packages")) + sorted(env.glob("lib64/python3*/site-packages"))
@@ -178,8 +195,7 @@ def verify_environment(env: Path, view: IndexView, check: SignatureCheck) -> Ite
                 continue
             name, version = canonicalize_name(headers.get("Name", dist_info.name)), headers.get("Version", "")
             candidates = view.wheels_of(name, version)
-            match = next((e for e in candidates if all(installed.get(p) == h for p, h in _wheel_record(view.path(e)).items())),
-                         None)
+            match = next((e for e in candidates if _installed_from(installed, view.path(e), e.sha256)), None)
             if match is None:
                 why = ("its files differ from every wheel of it in the index" if candidates
                        else "the index has no wheel of this name and version")

@@ -10,13 +10,14 @@ queue, uncounted.
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import dataclasses
 import json
 import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -25,15 +26,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from factory import podman
 from factory.config import Config
 from factory.failures import FailureClass
 from factory.ledger import Item, Ledger
+from factory.processes import die_with_parent
 
-PR_SET_PDEATHSIG = 1
+try:
+    from psycopg import OperationalError as _PgError
+except ImportError:  # pragma: no cover - a dependency
+    _PgError = sqlite3.OperationalError  # type: ignore[misc,assignment]
 
+DatabaseError = (sqlite3.OperationalError, _PgError)
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+#: How often a database error is retried (with a new connection) before the worker gives up.
+DB_RETRIES = 5
 
 
 def worker_id() -> str:
@@ -73,6 +80,21 @@ class Worker:
         self.stopping = False
         self.finished: list[Finished] = []
 
+    def _db(self, call: Callable[[Ledger], Any]) -> Any:
+        """A ledger call, retried on a new connection when the database hiccups (locked too long,
+        a PostgreSQL restart): one such error must not kill the worker and every build under way."""
+        for attempt in range(DB_RETRIES):
+            try:
+                return call(self.ledger)
+            except DatabaseError:
+                if attempt == DB_RETRIES - 1:
+                    raise
+                time.sleep(2 ** attempt)
+                with contextlib.suppress(Exception):
+                    self.ledger.close()
+                self.ledger = Ledger.open(self.config)
+        raise AssertionError("unreachable")
+
     def _command(self, item: Item) -> list[str]:
         config = ["--config", str(self.config_path)] if self.config_path else []
         return [sys.executable, "-m", "factory", *config, "build", "--json", item.spec]
@@ -81,7 +103,7 @@ class Worker:
         output = tempfile.TemporaryFile()
         proc = subprocess.Popen(
             self._command(item), stdout=output, stderr=None if self.verbose else subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
         )
         now = time.time()
         self.running[item.id] = Running(item, proc, output, now, now)
@@ -106,18 +128,19 @@ class Worker:
         except (ValueError, IndexError, KeyError):
             pass
         if run.stopped:
-            self.ledger.release(run.item.id, self.id)
+            self._db(lambda ledger: ledger.release(run.item.id, self.id))
             result = Finished(run.item, None, seconds, record)
         elif record is None:
-            state = self.ledger.finish(run.item, self.id, "failed", str(FailureClass.INTERNAL),
-                                       f"the build process ended with code {run.proc.returncode} and no record")
+            state = self._db(lambda ledger: ledger.finish(
+                run.item, self.id, "failed", str(FailureClass.INTERNAL),
+                f"the build process ended with code {run.proc.returncode} and no record"))
             result = Finished(run.item, state, seconds, None)
         else:
             records_dir = self.config.records_dir / (record.get("project") or "_unresolved")
-            state = self.ledger.finish(
+            state = self._db(lambda ledger: ledger.finish(
                 run.item, self.id, record["status"], record.get("failure_class"), record.get("reason"),
                 str(records_dir / f"{record['id']}.json"), record.get("version"),
-            )
+            ))
             result = Finished(run.item, state, seconds, record)
         self.finished.append(result)
         self.on_finish(result)
@@ -127,18 +150,20 @@ class Worker:
         for run in list(self.running.values()):
             if now - run.last_beat >= self.config.lease_seconds / 3:
                 run.last_beat = now
-                if not self.ledger.heartbeat(run.item.id, self.id) and not run.stopped:
+                if not self._db(lambda ledger: ledger.heartbeat(run.item.id, self.id)) and not run.stopped:
                     run.stopped = True  # another worker has it now: this build must not publish
                     run.proc.send_signal(signal.SIGTERM)
 
     def run(self, once: bool = False, forever: bool = False, poll: float = 5.0) -> list[Finished]:
         """Claim and build until nothing is claimable (``forever``: until stopped; ``once``: one item)."""
+        # Builds of a worker that was killed leave stopped containers behind: clear them.
+        podman.podman("container", "prune", "--force", "--filter", "label=factory.build", check=False)
         handlers = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         claimed = 0
         try:
             while True:
                 while not self.stopping and len(self.running) < self.jobs and not (once and claimed):
-                    item = self.ledger.claim(self.id)
+                    item = self._db(lambda ledger: ledger.claim(self.id))
                     if item is None:
                         break
                     claimed += 1

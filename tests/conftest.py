@@ -74,12 +74,13 @@ def sigstore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSi
                     os.environ[key] = value
 
 
-SIGNING_ENV = ("FACTORY_SIGNING", "FACTORY_LOCAL_SIGSTORE", "FACTORY_TRUST_CONFIG")
+SIGNING_ENV = ("FACTORY_SIGNING", "FACTORY_LOCAL_SIGSTORE", "FACTORY_TRUST_CONFIG", "FACTORY_LOCAL_SIGSTORE_SECRET")
 
 
 def signing_env(stack: LocalSigstore) -> dict[str, str]:
     return {"FACTORY_SIGNING": "local", "FACTORY_LOCAL_SIGSTORE": stack.url,
-            "FACTORY_TRUST_CONFIG": str(stack.trust_config_path)}
+            "FACTORY_TRUST_CONFIG": str(stack.trust_config_path),
+            "FACTORY_LOCAL_SIGSTORE_SECRET": str(stack.token_secret_path)}
 
 
 @pytest.fixture

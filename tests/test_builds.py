@@ -108,3 +108,24 @@ def test_the_command_line(config, tmp_path):
     assert failed.returncode == 1 and "no-source" in failed.stdout
     bad = subprocess.run([*factory, "build", "six>=1"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "exact version" in bad.stderr
+
+
+def test_the_host_gate_trusts_no_tag_the_container_wrote(config, tmp_path):
+    from packaging.version import Version
+
+    from factory.failures import BuildFailure
+    from factory.repair import gate
+
+    record = build_ok(config, "fixture-cext==1.0.0")
+    stored = next(config.index_dir.rglob(record.wheels[0]["filename"]))
+    assert gate(stored, "fixture-cext", Version("1.0.0"), "x86_64").policy == record.wheels[0]["policy"]
+    other_arch = tmp_path / "fixture_cext-1.0.0-cp311-cp311-manylinux_2_28_aarch64.whl"  # x86_64 code inside
+    other_arch.write_bytes(stored.read_bytes())
+    with pytest.raises(BuildFailure, match="aarch64"):  # auditwheel itself refuses the mismatch
+        gate(other_arch, "fixture-cext", Version("1.0.0"))
+    with pytest.raises(BuildFailure, match="holds x86_64 code, built for aarch64"):
+        gate(stored, "fixture-cext", Version("1.0.0"), "aarch64")
+    pure = tmp_path / "fixture_cext-1.0.0-py3-none-any.whl"  # compiled code under a pure tag
+    pure.write_bytes(stored.read_bytes())
+    with pytest.raises(BuildFailure, match="tagged pure but carries compiled code"):
+        gate(pure, "fixture-cext", Version("1.0.0"))

@@ -13,6 +13,8 @@ CASES = [
     ("ERROR: No matching distribution found for cython>=99", "not-found", "build dependency cython>=99"),
     ("WARNING: Retrying ... Max retries exceeded with url: /simple/setuptools/", "network", "Max retries exceeded"),
     ("x.c:1:1: error: unknown type name 'foo'\nerror: command 'zig-cc' failed", "compile", "unknown type name 'foo'"),
+    ("WARNING: Retrying ... Temporary failure in name resolution\nERROR: No matching distribution found for setuptools",
+     "network", "Temporary failure in name resolution"),
 ]
 
 

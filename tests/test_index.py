@@ -13,8 +13,8 @@ from support.wheels import make_wheel
 from factory.index import pages
 from factory.index.check import check
 from factory.index.distfile import inspect_wheel
-from factory.index.manifest import Manifest, ProjectStatus
-from factory.index.publish import PublishError, publish, rebuild, set_status, yank
+from factory.index.manifest import FileEntry, Manifest, ProjectStatus
+from factory.index.publish import PublishError, file_path, publish, rebuild, set_status, yank
 
 
 @pytest.fixture
@@ -167,3 +167,22 @@ def test_the_command_line(index, tmp_path):
     (index / "simple" / "demo" / "index.json").resolve().write_text("{}")
     assert run("index", "check").returncode == 1
     assert run("yank", "demo").returncode == 2
+
+
+def test_a_publish_interrupted_before_its_pages_is_listed_next_time(index, tmp_path):
+    wheel = make_wheel(tmp_path / "w", "demo", "1.0")
+    put(index, make_wheel(tmp_path / "w", "other", "1.0"))
+    # As if a publisher died after recording the file, before writing any page for it.
+    dist = inspect_wheel(wheel)
+    with Manifest(index / "manifest.sqlite3") as manifest:
+        manifest.add([FileEntry(dist.filename, "demo", "1.0", dist.sha256, dist.size, None, dist.metadata_sha256,
+                                "2026-11-22T00:00:00.000000Z", None, file_path(dist.sha256, dist.filename))])
+    (index / file_path(dist.sha256, dist.filename)).parent.mkdir(parents=True)
+    (index / file_path(dist.sha256, dist.filename)).write_bytes(wheel.read_bytes())
+    (index / (file_path(dist.sha256, dist.filename) + ".metadata")).write_bytes(dist.metadata)
+    assert check(index, base(index)).pending == 1
+    again = put(index, wheel)  # the same bytes again: nothing new, but the pages catch up
+    assert again.entries == () and index / "simple" / "demo" in again.pages
+    assert [f["filename"] for f in page(index, "demo")["files"]] == [wheel.name]
+    report = check(index, base(index))
+    assert report.ok and report.pending == 0

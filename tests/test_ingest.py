@@ -79,3 +79,22 @@ def test_jsonl_from_stdin_through_the_command_line(config, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "factory", "ingest", str(tmp_path / "nope.log")],
                              capture_output=True, text=True, env=env)
     assert missing.returncode == 2 and "nope.log: cannot read" in missing.stderr
+
+
+def test_a_line_still_being_written_waits_for_its_newline(queue_url):
+    first = b'10.0.0.1 - - [22/Nov/2026:09:00:00 +0000] "GET /simple/six/ HTTP/1.1" 404 1 "-" "pip"\n'
+    half = b'10.0.0.2 - - [22/Nov/2026:09:00:01 +0000] "GET /simple/si'
+    with Ledger(queue_url) as ledger:
+        report = ingest(ledger, "log", first + half)
+        assert (report.lines, report.misses, report.bad) == (1, 1, ())
+        rest = b'x/ HTTP/1.1" 404 1 "-" "pip"\n'
+        report = ingest(ledger, "log", first + half + rest)
+        assert (report.lines, report.misses, report.bad, report.skipped_bytes) == (1, 1, (), len(first))
+        assert snapshot(ledger)[("six", "latest")] == ("queued", 2, 2)
+
+
+def test_non_finite_times_are_bad_lines(queue_url):
+    with Ledger(queue_url) as ledger:
+        report = ingest(ledger, "log", b'{"ts": NaN, "kind": "project", "project": "six"}\n'
+                                       b'{"ts": 1e999, "kind": "project", "project": "six"}\n')
+        assert [b.line for b in report.bad] == [1, 2] and ledger.all() == []

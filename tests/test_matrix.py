@@ -44,6 +44,16 @@ def test_abi3_builds_once_per_architecture(config):
     assert record.durations["test"] > 0  # smoke-tested on each CPython
 
 
+def test_an_abi3_wheel_failing_its_test_on_one_python_is_published_for_none(config):
+    cfg = config.replace(pythons=("3.11", "3.13"))
+    recipe(cfg, "fixture-abi3", '[test]\ncommand = "python -c \'import sys; assert sys.version_info < (3, 13)\'"\n')
+    record = pipeline.run(parse_request("fixture-abi3==1.0.0"), cfg)
+    targets = by_target(record)
+    assert record.status == "failed" and record.published == []
+    assert targets["cp311-x86_64"]["failure_class"] == targets["cp313-x86_64"]["failure_class"] == "test"
+    assert not (cfg.index_dir / "simple").exists()
+
+
 def test_one_failing_target_does_not_lose_the_others(config):
     cfg = config.replace(pythons=("3.11", "3.13"))
     record = pipeline.run(parse_request("fixture-no313==1.0.0"), cfg)

@@ -38,7 +38,7 @@ from sigstore.verify import Verifier
 from sigstore.verify.policy import Identity, OIDCIssuerV2
 from support.wheels import make_wheel
 
-from factory.sigstore_stack import LocalSigstore, StateDirBusy, fetch_identity_token
+from factory.sigstore_stack import LocalSigstore, StateDirBusy, TokenRequestFailed, fetch_identity_token
 from factory.sigstore_stack.merkle import MerkleTree, leaf_hash
 
 EMAIL = "factory@localhost"
@@ -125,11 +125,23 @@ def test_identity_token_is_signed_by_the_published_key(stack: LocalSigstore) -> 
 
 
 def test_fetch_identity_token_over_http(stack: LocalSigstore) -> None:
-    token = IdentityToken(fetch_identity_token(stack.url, "remote@localhost"))
+    secret = stack.token_secret_path.read_text().strip()
+    assert stack.token_secret_path.stat().st_mode & 0o777 == 0o600
+    token = IdentityToken(fetch_identity_token(stack.url, "remote@localhost", secret))
     assert token.identity == "remote@localhost"
     assert token.issuer == stack.issuer
-    refused = httpx.post(f"{stack.url}/oidc/token", json={"email": "not an address"})
+    refused = httpx.post(f"{stack.url}/oidc/token", json={"email": "not an address"},
+                         headers={"Authorization": f"Bearer {secret}"})
     assert refused.status_code == 400
+
+
+def test_tokens_only_for_whoever_holds_the_secret(stack: LocalSigstore) -> None:
+    # A build container on the host network reaches 127.0.0.1, but not the state directory.
+    for headers in ({}, {"Authorization": "Bearer guessed"}, {"Authorization": "Basic x"}):
+        refused = httpx.post(f"{stack.url}/oidc/token", json={"email": "factory@localhost"}, headers=headers)
+        assert refused.status_code == 401, headers
+    with pytest.raises(TokenRequestFailed):
+        fetch_identity_token(stack.url, "factory@localhost", "wrong")
 
 
 def test_sign_artifact_verifies(signed: Signed, verifier: Verifier, policy: Identity) -> None:
@@ -403,7 +415,8 @@ def test_serve_in_another_process(tmp_path: Path) -> None:
         first = proc.stdout.readline()
         assert first.startswith("sigstore stack at http://127.0.0.1:"), first
         url = first.split()[-1]
-        token = IdentityToken(fetch_identity_token(url, "worker@localhost"))
+        secret = (tmp_path / "state" / "token.secret").read_text().strip()
+        token = IdentityToken(fetch_identity_token(url, "worker@localhost", secret))
         assert token.identity == "worker@localhost"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

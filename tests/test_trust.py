@@ -115,6 +115,15 @@ def test_verify_tells_ours_from_the_rest_in_an_installed_environment(signed, con
     assert found["fixture-cext"]["wheel"] == record.wheels[0]["filename"]
     assert not found["fixture-pure"]["ours"] and "no wheel of this name and version" in found["fixture-pure"]["detail"]
     assert factory(config, "verify", "--env", str(env), "--require-all").returncode == 1
+    # A module added to the installed distribution: no longer what the index published.
+    site = next(env.glob("lib/python3*/site-packages"))
+    record_file = next(site.glob("fixture_cext-1.0.0.dist-info/RECORD"))
+    (site / "fixture_cext_extra.py").write_text("print('added')\n")
+    original = record_file.read_text()
+    record_file.write_text(original + "fixture_cext_extra.py,sha256=abc,16\n")
+    assert json.loads(factory(config, "verify", "--env", str(env), "--json").stdout)["ours"] == 0
+    record_file.write_text(original)
+    assert json.loads(factory(config, "verify", "--env", str(env), "--json").stdout)["ours"] == 1
     # An installed file changed after the fact: its RECORD no longer matches the index's wheel.
     (so,) = env.glob("lib/python3*/site-packages/fixture_cext*.so")
     record_file = next(env.glob("lib/python3*/site-packages/fixture_cext-1.0.0.dist-info/RECORD"))

@@ -78,4 +78,60 @@ def test_not_an_archive(tmp_path):
     bad.write_bytes(b"this is not gzip")
     with pytest.raises(BuildFailure) as info:
         unpack(_source(bad), tmp_path / "out", LIMITS)
-    assert info.value.failure_class == FailureClass.UNSAFE_ARCHIVE and "not a readable" in info.value.reason
+    assert info.value.failure_class == FailureClass.UNSAFE_ARCHIVE and "cannot be unpacked" in info.value.reason
+
+
+def _tar(path, add):
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        add(tar)
+    return path
+
+
+def _file(name, data=b"x", **pax):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.pax_headers = pax
+    return info, io.BytesIO(data)
+
+
+def test_hostile_archives_are_refused_not_crashed_on(tmp_path):
+    """Each of these once raised a plain exception (recorded as internal, retried forever)."""
+    cases = {
+        "link-to-nothing": _tar(tmp_path / "a-1.0.tar.gz", lambda t: (
+            t.addfile(*_file("a-1.0/setup.py")), t.addfile(_hardlink("a-1.0/ghost", "a-1.0/missing")))),
+        "infinite-mtime": _tar(tmp_path / "b-1.0.tar.gz", lambda t: t.addfile(*_file("b-1.0/setup.py", mtime="inf"))),
+    }
+    bad_date = tmp_path / "c-1.0.zip"
+    with zipfile.ZipFile(bad_date, "w") as zf:
+        zf.writestr("c-1.0/setup.py", "x")
+    raw = bytearray(bad_date.read_bytes())
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # set the DOS date's month to 0 in both headers
+        at = raw.find(header)
+        offset = at + (12 if header == b"PK\x03\x04" else 14)
+        raw[offset:offset + 2] = (0).to_bytes(2, "little")
+    bad_date.write_bytes(bytes(raw))
+    cases["zero-date"] = bad_date
+    for name, path in cases.items():
+        try:
+            tree = unpack(_source(path), tmp_path / f"out-{name}", LIMITS)
+        except BuildFailure as failure:
+            assert failure.failure_class == FailureClass.UNSAFE_ARCHIVE, name
+        else:  # unpacking it is fine too, as long as it stays inside and has a sane epoch
+            assert tree.root.is_relative_to(tmp_path / f"out-{name}") and tree.epoch >= 315532800, name
+
+
+def _hardlink(name, target):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.LNKTYPE, target
+    return info
+
+
+def test_a_zip_symlink_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "d-1.0.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("d-1.0/setup.py", "x")
+        link = zipfile.ZipInfo("d-1.0/bomb")
+        link.external_attr = (0o120777 << 16)
+        zf.writestr(link, b"\0" * (8 * 1024 * 1024))  # a "target" far bigger than any path
+    with pytest.raises(BuildFailure, match="'d-1.0/bomb': symbolic link in a zip sdist"):
+        unpack(_source(path), tmp_path / "out", LIMITS)

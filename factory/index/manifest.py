@@ -74,8 +74,9 @@ class Manifest:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # The default rollback journal, not WAL: the index directory may be shared by hosts (NFS),
+        # where WAL's shared memory does not work; publishers are serialized by a lock anyway.
         self.db = sqlite3.connect(path, isolation_level=None, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
 
     def __enter__(self) -> Manifest:

@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import fcntl
 import itertools
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -86,8 +87,8 @@ def publish(index_dir: Path, dists: Sequence[DistFile], base_url: str) -> Publis
                     f"{dist.filename} is already published with sha256 {known.sha256}; the index is immutable, "
                     "so a rebuild with different bytes needs a new file name (a wheel build tag)"
                 )
-        if not fresh:
-            return Published((), ())
+        if not fresh:  # all published before; but a publish interrupted before its pages must not hide them
+            return Published((), tuple(_relist(index_dir, manifest, {d.project for d in dists}, base_url)))
         uploaded = now()
         entries = []
         for dist in fresh:
@@ -110,6 +111,41 @@ def publish(index_dir: Path, dists: Sequence[DistFile], base_url: str) -> Publis
         if new_projects or not (index_dir / "simple" / "index.html").exists():
             written.append(write_root(index_dir, manifest))
         return Published(tuple(entries), tuple(written))
+
+
+def _on_page(index_dir: Path, project: str) -> set[str] | None:
+    """The file names a project's JSON page lists (None: no page)."""
+    try:
+        return {f["filename"] for f in json.loads((index_dir / "simple" / project / "index.json").read_text())["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _relist(index_dir: Path, manifest: Manifest, projects: set[str], base_url: str) -> list[Path]:
+    """Rewrite the pages of ``projects`` that do not list all their published files (an earlier
+    publish was interrupted between the manifest and the pages)."""
+    written = []
+    root = _on_root(index_dir)
+    for project in sorted(projects):
+        listed = _on_page(index_dir, project)
+        if listed is None or any(e.filename not in listed for e in manifest.files(project)):
+            written.append(write_project(index_dir, manifest, project, base_url))
+    if any(p not in root for p in projects):
+        written.append(write_root(index_dir, manifest))
+    return written
+
+
+def _on_root(index_dir: Path) -> set[str]:
+    try:
+        return {p["name"] for p in json.loads((index_dir / "simple" / "index.json").read_text())["projects"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def relist(index_dir: Path, project: str, base_url: str) -> list[Path]:
+    """Make sure every published file of ``project`` is on its page (a no-op when it is)."""
+    with locked(index_dir) as manifest:
+        return _relist(index_dir, manifest, {project}, base_url) if manifest.has_project(project) else []
 
 
 def yank(index_dir: Path, project: str, version: str, reason: str | None, base_url: str) -> int:

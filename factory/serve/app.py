@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import unquote
 
+import anyio
 import httpx
 from packaging.utils import canonicalize_name
 from starlette.applications import Starlette
@@ -173,7 +174,13 @@ def create_app(settings: ServeSettings) -> Starlette:
             return PlainTextResponse("not found", status_code=404)
         found = classify_path(p["filename"])
         kind, project, version = (found[0], found[1], found[2]) if found else ("file", p["project"], None)
-        response = await client.send(client.build_request("GET", url), stream=True)
+        # The bytes must reach the client as the upstream hashed them: no compressed pass-through.
+        upstream_request = client.build_request("GET", url, headers={"Accept-Encoding": "identity"})
+        try:
+            response = await client.send(upstream_request, stream=True)
+        except httpx.HTTPError as exc:
+            miss(request, kind, project, 502, p["filename"], version)
+            return PlainTextResponse(f"the upstream failed: {type(exc).__name__}", status_code=502)
         miss(request, kind, project, response.status_code, p["filename"], version)
         if response.status_code != 200:
             await response.aclose()
@@ -215,7 +222,9 @@ class RequireAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             header = dict(scope["headers"]).get(b"authorization")
-            if not self.users.authorize(header.decode("latin-1") if header else None):
+            # PBKDF2 takes a while by design: in a thread, so one request does not stall the others.
+            allowed = await anyio.to_thread.run_sync(self.users.authorize, header.decode("latin-1") if header else None)
+            if not allowed:
                 response = PlainTextResponse("credentials required", status_code=401,
                                              headers={"WWW-Authenticate": 'Basic realm="factory", charset="UTF-8"'})
                 await response(scope, receive, send)

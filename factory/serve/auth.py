@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hashlib
 import hmac
+import os
 import secrets
+import threading
 from pathlib import Path
 
 from factory.failures import ConfigError
 
 ITERATIONS = 200_000
 TOKEN_USER = "__token__"
+CACHE_SIZE = 4096
 
 
 def hash_secret(secret: str, iterations: int = ITERATIONS) -> str:
@@ -56,19 +60,26 @@ class Users:
             if not sep or not stored.startswith("pbkdf2_sha256$"):
                 raise ConfigError(f"{path}:{number}: expected `name:pbkdf2_sha256$...` (see `factory users add`)")
             self.users[name] = stored
-        self._verified: dict[tuple[str, str], bool] = {}
+        # Verified (name, secret digest) pairs, least recently used first: PBKDF2 runs once per
+        # pair, and a flood of wrong guesses pushes out only the oldest entries.
+        self._verified: collections.OrderedDict[tuple[str, str], bool] = collections.OrderedDict()
+        self._lock = threading.Lock()
 
     def check(self, name: str, secret: str) -> bool:
         key = (name, hashlib.sha256(secret.encode()).hexdigest())
-        if key not in self._verified:
-            if name in self.users:
-                ok = _matches(secret, self.users[name])
-            else:  # a token: any login (pip sends one), the secret matched against the token entries
-                ok = any(_matches(secret, stored) for user, stored in self.users.items() if user.startswith(TOKEN_USER))
-            if len(self._verified) > 10_000:
-                self._verified.clear()
+        with self._lock:
+            if key in self._verified:
+                self._verified.move_to_end(key)
+                return self._verified[key]
+        if name in self.users:
+            ok = _matches(secret, self.users[name])
+        else:  # a token: any login (pip sends one), the secret matched against the token entries
+            ok = any(_matches(secret, stored) for user, stored in self.users.items() if user.startswith(TOKEN_USER))
+        with self._lock:
             self._verified[key] = ok
-        return self._verified[key]
+            if len(self._verified) > CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return ok
 
     def authorize(self, header: str | None) -> bool:
         """Whether an ``Authorization`` header grants access."""
@@ -93,5 +104,9 @@ def add_user(path: Path, name: str, secret: str) -> None:
     lines = [l for l in (path.read_text().splitlines() if path.exists() else []) if l.partition(":")[0] != name]
     lines.append(f"{name}:{hash_secret(secret)}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
+    # Created 0600 and renamed into place: the hashes are never readable by others, even briefly.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from urllib.parse import urljoin
+from urllib.parse import quote, unquote, urljoin
 
 import httpx
 from mousebender import simple
@@ -34,7 +34,7 @@ class Upstream:
     def link(self, project: str, url: str, filename: str) -> str:
         """Our path for an upstream file."""
         encoded = base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
-        return f"/upstream/{project}/{self._sign(url)}/{encoded}/{filename}"
+        return f"/upstream/{project}/{self._sign(url)}/{encoded}/{quote(filename)}"
 
     def resolve(self, signature: str, encoded: str, filename: str) -> str | None:
         """The upstream URL behind one of our links (None if it is not one we made)."""
@@ -45,16 +45,17 @@ class Upstream:
         if not hmac.compare_digest(self._sign(url), signature):
             return None
         # The link names a file; `.metadata` after it names that file's sidecar.
+        name = unquote(url.split("#", 1)[0].rsplit("/", 1)[-1])
         if filename.endswith(".metadata") and not url.endswith(".metadata"):
-            return url + ".metadata" if url.rsplit("/", 1)[-1].split("#")[0] + ".metadata" == filename else None
-        return url if url.rsplit("/", 1)[-1].split("#")[0] == filename else None
+            return url + ".metadata" if name + ".metadata" == filename else None
+        return url if name == filename else None
 
     async def project(self, project: str) -> tuple[int, list[FileEntry]]:
         """(status, files) of an upstream project page, the links rewritten to ours."""
         page_url = urljoin(self.url, f"{project}/")
         try:
             response = await self.client.get(page_url, headers={"accept": simple.ACCEPT_SUPPORTED})
-        except httpx.TransportError:
+        except httpx.HTTPError:  # unreachable, or a redirect loop
             return 502, []
         if response.status_code != 200:
             return response.status_code, []

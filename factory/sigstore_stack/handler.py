@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hmac
 import json
 import logging
 import re
@@ -46,6 +47,7 @@ class Services:
     ca: CertificateAuthority
     log: TransparencyLog
     trust_config: dict[str, Any]  # what clients load, also served for those without the state directory
+    token_secret: str  # what a client must show to get an identity token
 
 
 class StackServer(ThreadingHTTPServer):
@@ -134,6 +136,9 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(request, dict):
             raise BadRequest("the request body must be a JSON object")
         if path == "/oidc/token":
+            authorization = self.headers.get("Authorization") or ""
+            if not hmac.compare_digest(authorization.encode(), f"Bearer {services.token_secret}".encode()):
+                raise TokenRejected("a token request needs the stack's secret (token.secret in its state directory)")
             email, lifetime = request.get("email"), request.get("lifetime", 600)
             if not isinstance(email, str) or not isinstance(lifetime, int):
                 raise BadRequest('a token request is {"email": "...", "lifetime": seconds (optional)}')

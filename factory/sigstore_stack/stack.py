@@ -73,6 +73,13 @@ class LocalSigstore:
         return self._services().oidc.issuer
 
     @property
+    def token_secret_path(self) -> Path:
+        """The secret a client must present to get an identity token over HTTP (mode 0600): what
+        listens on 127.0.0.1 is reachable by every process on the host, build containers on the
+        host network included; this file is not."""
+        return self.state_dir / "token.secret"
+
+    @property
     def trust_config_path(self) -> Path:
         """The client trust config for this stack (``--trust-config`` for the sigstore CLI)."""
         return self.state_dir / "trust_config.json"
@@ -105,10 +112,11 @@ class LocalSigstore:
             ca = CertificateAuthority(ca_key, load_or_create_root(self.state_dir / "ca.crt", ca_key), ct_key)
             log = TransparencyLog(self.state_dir / "rekor", rekor_key, origin=f"{LOG_NAME} - {meta['treeId']}",
                                   name=LOG_NAME)
+            secret = self._token_secret()
             trust = client_trust_config(base_url=url, oidc_url=f"{url}/oidc", root=ca.root,
                                         rekor_key=rekor_key.public_key(), ct_key=ct_key.public_key())
             self._server.services = Services(url, OidcIssuer(load_or_create_key(keys / "oidc.pem"), meta["issuer"]),
-                                             ca, log, trust)
+                                             ca, log, trust, secret)
             write_trust_config(self.trust_config_path, trust)
         except BaseException:
             self.stop()
@@ -128,6 +136,14 @@ class LocalSigstore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
+
+    def _token_secret(self) -> str:
+        path = self.token_secret_path
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+        return path.read_text().strip()
 
     def _lock_state_dir(self) -> None:
         fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -168,7 +184,8 @@ def serve(state_dir: Path, host: str, port: int, say: Callable[[str], None]) -> 
     try:
         with LocalSigstore(state_dir, host, port) as stack:
             say(f"sigstore stack at {stack.url}")
-            say(f"OIDC issuer {stack.issuer}; tokens: POST {stack.url}/oidc/token {{\"email\": ...}}")
+            say(f"OIDC issuer {stack.issuer}; tokens: POST {stack.url}/oidc/token {{\"email\": ...}}, "
+                f"with the secret in {stack.token_secret_path}")
             say(f"trust config {stack.trust_config_path}")
             stopping.wait()
             say("sigstore stack stopping")
@@ -177,13 +194,14 @@ def serve(state_dir: Path, host: str, port: int, say: Callable[[str], None]) -> 
             signal.signal(signum, handler)
 
 
-def fetch_identity_token(stack_url: str, email: str, *, lifetime: int = 600) -> str:
-    """An identity token for ``email`` from the stack running at ``stack_url``.
+def fetch_identity_token(stack_url: str, email: str, secret: str, *, lifetime: int = 600) -> str:
+    """An identity token for ``email`` from the stack running at ``stack_url``, which hands them
+    only to whoever shows its ``token.secret``.
 
     Raises ``TokenRequestFailed`` if the stack cannot be reached or refuses."""
     try:
         response = httpx.post(f"{stack_url.rstrip('/')}/oidc/token", json={"email": email, "lifetime": lifetime},
-                              timeout=30)
+                              headers={"Authorization": f"Bearer {secret}"}, timeout=30)
     except httpx.HTTPError as e:
         raise TokenRequestFailed(f"cannot reach the sigstore stack at {stack_url}: {e}") from e
     if response.status_code != 200:
