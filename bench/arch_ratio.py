@@ -11,7 +11,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from common import fixture_index, time_factory_build
+from common import fixture_index, signing, time_factory_build
 
 from factory import config, images
 
@@ -24,7 +24,7 @@ def main() -> None:
     cfg = config.load()
     tags = {arch: images.ensure(cfg, arch).tag for arch in ("x86_64", "aarch64")}
     results: dict[str, list[tuple[float, float]]] = {"x86_64": [], "aarch64": []}
-    with tempfile.TemporaryDirectory(prefix="factory-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="factory-bench-") as tmp, signing(Path(tmp) / "sigstore"):
         index, _ = fixture_index("fixture-cext", Path(tmp))
         with index:
             for arch in results:  # warm-up: each image's zig cache volume

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import fixture_index, time_factory_build
+from common import fixture_index, signing, time_factory_build
 
 from factory import config, images, podman
 
@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     image = images.ensure(config.load(), "x86_64")
     one_target = {"FACTORY_ARCHS": "x86_64", "FACTORY_PYTHONS": "3.11"}
-    with tempfile.TemporaryDirectory(prefix="factory-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="factory-bench-") as tmp, signing(Path(tmp) / "sigstore"):
         index, sdist = fixture_index("fixture-cext", Path(tmp))
         with index:
             time_bare(image, sdist, index.url)  # one warm-up each: the zig cache volume, page cache

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,8 +18,24 @@ from support.index_server import LocalIndex  # noqa: E402
 from support.sdists import make_sdist  # noqa: E402
 
 from factory import config  # noqa: E402
+from factory.sigstore_stack import LocalSigstore  # noqa: E402
 
-__all__ = ["LocalIndex", "ROOT", "fixture_index", "make_sdist", "time_factory_build"]
+__all__ = ["LocalIndex", "ROOT", "fixture_index", "make_sdist", "signing", "time_factory_build"]
+
+
+@contextlib.contextmanager
+def signing(state: Path) -> Iterator[None]:
+    """A local Sigstore stack for the benchmark's builds, named to them through the environment."""
+    with LocalSigstore(state) as stack:
+        saved = dict(os.environ)
+        os.environ.update(FACTORY_SIGNING="local", FACTORY_LOCAL_SIGSTORE=stack.url,
+                          FACTORY_TRUST_CONFIG=str(stack.trust_config_path),
+                          FACTORY_LOCAL_SIGSTORE_SECRET=str(stack.token_secret_path))
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
 
 def fixture_index(project: str, dest: Path) -> tuple[LocalIndex, Path]:
