@@ -24,8 +24,8 @@ from factory import config, images, podman
 
 
 def time_bare(image: images.BuilderImage, sdist: Path, index_url: str) -> float:
-    script = (f"cd /tmp && tar xzf /in/{sdist.name} && cd {sdist.name.removesuffix('.tar.gz')} && "
-              "python -m build --wheel --outdir /tmp/out . && ls /tmp/out/*.whl")
+    script = (f'work=$(mktemp -d) && cd "$work" && tar xzf /in/{sdist.name} && cd {sdist.name.removesuffix(".tar.gz")} && '
+              'python -m build --wheel --outdir "$work/out" . && ls "$work"/out/*.whl')
     cmd = podman.run_args(image.tag, network="host", label="factory.bench=bare",
                           volumes=[f"{sdist.parent}:/in:ro", f"{image.spec.zig_cache_volume}:/opt/zig-cache"],
                           pass_env=["PIP_INDEX_URL"])

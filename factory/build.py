@@ -283,7 +283,8 @@ class Builder:
             for k, values in self.recipe.config_settings.items()
             for v in ([values] if isinstance(values, str) else values)
         )
-        script = f"cp -a /src /tmp/src && cd /tmp/src && /opt/python/{cp}-{cp}/bin/python -m build --wheel --outdir /out {settings} ."
+        script = (f'work=$(mktemp -d) && cp -a /src "$work/src" && cd "$work/src" && '
+                  f"/opt/python/{cp}-{cp}/bin/python -m build --wheel --outdir /out {settings} .")
         if self.recipe.system_packages:
             script = apt_install(self.recipe.system_packages) + " && " + script
         cmd = podman.run_args(image.tag, network=self.settings.network, label=self.label,

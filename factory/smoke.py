@@ -21,19 +21,20 @@ def script(wheel_name: str, target: Target, test: SmokeTest) -> str:
     python = f"/opt/python/{target.cp}-{target.cp}/bin/python"
     steps = [
         "set -e",
-        f"{python} -m venv --without-pip /tmp/smoke",
-        f"{python} -m pip --python /tmp/smoke/bin/python install --quiet --no-deps /wheels/{shlex.quote(wheel_name)}",
+        'work=$(mktemp -d) && venv="$work/venv"',  # a directory of the container's own choosing
+        f'{python} -m venv --without-pip "$venv"',
+        f'{python} -m pip --python "$venv/bin/python" install --quiet --no-deps /wheels/{shlex.quote(wheel_name)}',
     ]
     if test.requires:
         requires = " ".join(shlex.quote(r) for r in test.requires)
-        steps.append(f"{python} -m pip --python /tmp/smoke/bin/python install --quiet --only-binary=:all: {requires}")
-    steps.append("cd /tmp")
+        steps.append(f'{python} -m pip --python "$venv/bin/python" install --quiet --only-binary=:all: {requires}')
+    steps.append('cd "$work"')
     for module in test.imports:
         steps.append(f"echo {shlex.quote('smoke: import ' + module)}")
-        steps.append(f"/tmp/smoke/bin/python -c {shlex.quote('import ' + module)}")
+        steps.append(f'"$venv/bin/python" -c {shlex.quote("import " + module)}')
     if test.command:
         steps.append(f"echo {shlex.quote('smoke: ' + test.command)}")
-        steps.append(f"PATH=/tmp/smoke/bin:$PATH sh -c {shlex.quote(test.command)}")
+        steps.append(f'PATH="$venv/bin:$PATH" sh -c {shlex.quote(test.command)}')
     return "\n".join(steps)
 
 
