@@ -17,7 +17,7 @@ COMBINED = [
     b'10.0.0.3 - - [22/Nov/2026:09:12:06 +0000] "GET /simple/pip/ HTTP/1.1" 404 0 "-" "pip"',
     b'10.0.0.3 - - [22/Nov/2026:09:12:07 +0000] "GET /robots.txt HTTP/1.1" 404 0 "-" "bot"',
     b"garbage",
-    b'10.0.0.4 - - [22/Nov/2026:09:12:08 +0000] "GET /root/pypi/+simple/Django/ HTTP/1.1" 404 0 "-" "pip"',
+    b'10.0.0.4 - - [22/Nov/2026:09:12:08 +0000] "GET /acme/prod/+simple/Django/ HTTP/1.1" 404 0 "-" "pip"',
     b'10.0.0.4 - - [99/Foo/2026:09:12:08 +0000] "GET /simple/x/ HTTP/1.1" 404 0 "-" "pip"',
 ]
 
