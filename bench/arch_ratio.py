@@ -13,7 +13,8 @@ from pathlib import Path
 
 from common import fixture_index, signing, time_factory_build
 
-from factory import config, images
+from factory import config
+from factory.pipeline import images
 
 
 def main() -> None:

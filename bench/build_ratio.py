@@ -20,7 +20,9 @@ from pathlib import Path
 
 from common import fixture_index, signing, time_factory_build
 
-from factory import config, images, podman
+from factory import config
+from factory.pipeline import images
+from factory.plumbing import podman
 
 
 def time_bare(image: images.BuilderImage, sdist: Path, index_url: str) -> float:

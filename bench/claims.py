@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from factory.ledger import Demand, Ledger  # noqa: E402
+from factory.pipeline.record import BuildStatus
+from factory.queue.ledger import Demand, Ledger  # noqa: E402
 
 POSTGRES = os.environ.get("FACTORY_TEST_POSTGRES", "postgresql://factory:factory@127.0.0.1:5432/factory_test")
 
@@ -27,7 +28,7 @@ def _drain(url: str, worker: str, start: multiprocessing.synchronize.Event, out:
     with Ledger(url) as ledger:
         start.wait()
         while (item := ledger.claim(worker)) is not None:
-            ledger.finish(item, worker, "built")
+            ledger.finish(item, worker, BuildStatus.BUILT)
             n += 1
     out.put(n)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from common import ROOT  # noqa: F401  (puts tests/ on the path)
 from support.wheels import make_wheel
 
-from factory.sign import BuildFacts, Signer, SigningSettings
+from factory.pipeline.sign import BuildFacts, Signer, SigningSettings
 from factory.sigstore_stack import LocalSigstore
 from factory.verify import SignatureCheck
 

@@ -11,19 +11,28 @@ import json
 import re
 import secrets
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from factory import __version__, config, images, pipeline, recipes
+from factory import __version__, config, recipes
 from factory.failures import FactoryError
-from factory.request import parse_request
+from factory.pipeline import images
+from factory.pipeline.record import BuildRecord, TargetStatus, record_path
+from factory.pipeline.request import parse_request
+from factory.pipeline.run import run
+from factory.queue.misses import FORMATS
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -45,8 +54,25 @@ def _raise_interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
+def _print_record(record: BuildRecord, cfg: config.Config) -> None:
+    version = f" {record.version}" if record.version and "==" not in record.request else ""
+    out.print(f"{_styled(record.status)} {record.request}{version}")
+    for target in record.targets:
+        detail = target.wheel if target.status is not TargetStatus.FAILED else \
+            f"[bold]{target.failure_class or ''}[/bold] {target.reason}"
+        out.print(f"  {str(target.target):<14} {_styled(target.status, 7)} {detail or target.reason or ''}",
+                  soft_wrap=True)
+    if not record.targets and record.failure_class:
+        out.print(f"  [bold]{record.failure_class}[/bold]: {record.reason}", soft_wrap=True)
+    timings = "  ".join(f"{k} {v:.1f}s" for k, v in record.durations.items())
+    path = record_path(cfg.records_dir, record.project or "", record.id)
+    err.print(f"  [dim]{timings}  record: {path}[/dim]", soft_wrap=True)
+
+
 def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
     requests = [parse_request(spec) for spec in args.specs]  # all parsed before anything is built
+    if args.build_id and len(requests) != 1:
+        raise FactoryError("--build-id names the build of one request: give one NAME==VERSION")
     if args.arch:
         cfg = cfg.replace(archs=tuple(dict.fromkeys(args.arch)))
     if args.python:
@@ -55,8 +81,7 @@ def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
         if not cfg.allow_unsigned:
             raise FactoryError("--no-sign publishes unsigned wheels: allow it in the config (allow-unsigned = true)")
         cfg = cfg.replace(signing="none")
-    if not args.json:  # a worker's builds find the stack the worker started
-        _local_stack(cfg, args.config)
+    _local_stack(cfg, args.config)
     # SIGTERM (from a worker, say) stops a build the way Ctrl-C does: containers removed, record kept.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     say = (lambda _: None) if args.json else _say
@@ -64,22 +89,12 @@ def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
     for request in requests:
         if not args.json:
             err.print(f"[bold]build {request}[/bold]")
-        record = pipeline.run(request, cfg, say)
+        record = run(request, cfg, say, build_id=args.build_id)
         done.append(record)
-        if args.json:
-            continue
-        version = f" {record.version}" if record.version and "==" not in record.request else ""
-        out.print(f"{_styled(record.status)} {record.request}{version}")
-        for target in record.targets:
-            detail = target["wheel"] or f"[bold]{target['failure_class'] or ''}[/bold] {target['reason']}"
-            out.print(f"  {target['target']:<14} {_styled(target['status'], 7)} {detail}", soft_wrap=True)
-        if not record.targets and record.failure_class:
-            out.print(f"  [bold]{record.failure_class}[/bold]: {record.reason}", soft_wrap=True)
-        timings = "  ".join(f"{k} {v:.1f}s" for k, v in record.durations.items())
-        err.print(f"  [dim]{timings}  record: {cfg.records_dir / (record.project or '_unresolved') / record.id}.json[/dim]",
-                  soft_wrap=True)
+        if not args.json:
+            _print_record(record, cfg)
     if args.json:
-        print(json.dumps([dataclasses.asdict(r) for r in done], indent=2))
+        print(json.dumps([r.to_dict() for r in done], indent=2))
     return 0 if all(r.status == "built" for r in done) else 1
 
 
@@ -123,8 +138,8 @@ def cmd_config(args: argparse.Namespace, cfg: config.Config) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, cfg: config.Config) -> int:
-    from factory import ingest
-    from factory.ledger import Ledger
+    from factory.queue import ingest
+    from factory.queue.ledger import Ledger
 
     inputs: list[tuple[str, bytes]] = []
     for name in args.files:  # all read first: a missing file is an error before anything is recorded
@@ -152,21 +167,21 @@ def cmd_ingest(args: argparse.Namespace, cfg: config.Config) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, cfg: config.Config) -> int:
-    from factory.ledger import Ledger
-    from factory.worker import Finished, Worker
+    from factory.queue.ledger import LATEST, Ledger, State
+    from factory.queue.worker import Finished, Worker
 
     _local_stack(cfg, args.config)
     with Ledger.open(cfg) as ledger:
-        waiting = ledger.counts()["queued"]
+        waiting = ledger.counts()[State.QUEUED]
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err, disable=not err.is_terminal)
     task = progress.add_task("building", total=1 if args.once else max(waiting, 1))
 
     def report(done: Finished) -> None:
-        record = done.record or {}
+        record = done.record
         state = done.state or "released"
-        built = f" -> {record.get('version')}" if done.item.version == "latest" and record.get("version") else ""
-        why = f": {record.get('failure_class')}: {record.get('reason')}" if state not in ("built", "released") and record else ""
+        built = f" -> {record.version}" if done.item.version == LATEST and record and record.version else ""
+        why = f": {record.failure_class}: {record.reason}" if state not in ("built", "released") and record else ""
         progress.console.print(f"{_styled(state)} {done.item.spec}{built} ({done.seconds:.1f} s){why}", soft_wrap=True)
         progress.advance(task)
 
@@ -175,7 +190,7 @@ def cmd_worker(args: argparse.Namespace, cfg: config.Config) -> int:
         finished = worker.run(once=args.once, forever=args.forever)
     counts: dict[str, int] = {}
     for f in finished:
-        counts[f.state or "released"] = counts.get(f.state or "released", 0) + 1
+        counts[str(f.state or "released")] = counts.get(str(f.state or "released"), 0) + 1
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "nothing to do"
     err.print(f"worker {worker.id}: {summary}")
     return 0
@@ -188,15 +203,15 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
-    from factory.ledger import Ledger
-    from factory.ledger import weight as ledger_weight
+    from factory.queue.ledger import Ledger
+    from factory.queue.ledger import weight as ledger_weight
 
     with Ledger.open(cfg) as ledger:
         counts, top, failures, classes = (ledger.counts(), ledger.top_queued(args.top),
                                           ledger.recent_failures(args.top), ledger.failure_classes())
     if args.json:
-        item = lambda i: {**dataclasses.asdict(i), "spec": i.spec}  # noqa: E731
-        print(json.dumps({"counts": counts, "top_queued": [item(i) for i in top],
+        item = lambda i: {**dataclasses.asdict(i), "state": str(i.state), "spec": i.spec}  # noqa: E731
+        print(json.dumps({"counts": {str(s): n for s, n in counts.items()}, "top_queued": [item(i) for i in top],
                           "failure_classes": classes, "recent_failures": [item(i) for i in failures]}, indent=2))
         return 0
     where = _masked(cfg.queue_url) if cfg.queue_url else str(cfg.state_dir / "queue.sqlite3")
@@ -228,7 +243,7 @@ def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
 
 
 def cmd_requeue(args: argparse.Namespace, cfg: config.Config) -> int:
-    from factory.ledger import LATEST, Ledger
+    from factory.queue.ledger import LATEST, Ledger, State
 
     project = version = None
     if args.spec:
@@ -238,7 +253,7 @@ def cmd_requeue(args: argparse.Namespace, cfg: config.Config) -> int:
             version = LATEST
     if not (args.spec or args.failure_class or args.all):
         raise FactoryError("say what to requeue: NAME[==VERSION], --class CLASS, or --all")
-    states = ("failed", "refused") if args.refused else ("failed",)
+    states = (State.FAILED, State.REFUSED) if args.refused else (State.FAILED,)
     with Ledger.open(cfg) as ledger:
         n = ledger.requeue(project, version, args.failure_class, states)
     out.print(f"requeued {n} item{'s' if n != 1 else ''}")
@@ -327,7 +342,7 @@ def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
 
 def cmd_verify(args: argparse.Namespace, cfg: config.Config) -> int:
     from factory import verify
-    from factory.sign import SigningSettings
+    from factory.pipeline.sign import SigningSettings
 
     if not args.paths and not args.env:
         raise FactoryError("say what to verify: WHEEL..., a directory of wheels, or --env PATH")
@@ -408,12 +423,13 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--arch", action="append", choices=config.ARCHITECTURES, help="only this architecture (repeatable)")
     b.add_argument("--python", action="append", help="only this CPython, e.g. 3.13 (repeatable)")
     b.add_argument("--json", action="store_true", help="print the build records as JSON, nothing else")
+    b.add_argument("--build-id", help=argparse.SUPPRESS)  # a worker names its build, to find its record
     b.add_argument("--no-sign", action="store_true", help="publish unsigned (only where allow-unsigned = true)")
     b.set_defaults(func=cmd_build)
 
     g = sub.add_parser("ingest", help="turn miss logs into queued build requests")
     g.add_argument("files", nargs="+", metavar="FILE", help="a miss log; - for standard input")
-    g.add_argument("--format", choices=["jsonl", "combined"], help="default: detected from the first line")
+    g.add_argument("--format", choices=FORMATS, help="default: detected from the first line")
     g.add_argument("--strict", action="store_true", help="a bad line is an error (then nothing is ingested)")
     g.add_argument("--show-bad", type=_positive, default=10, metavar="N", help="bad lines to list (default 10)")
     g.set_defaults(func=cmd_ingest)
@@ -507,14 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FactoryError as exc:
         err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         return 2
-    except (OSError, sqlite3.Error) as exc:  # an unwritable state directory, a users file that is a directory
+    except OSError as exc:  # an unwritable state directory, a users file that is a directory
         err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         return 2
-    except Exception as exc:
-        if type(exc).__module__.startswith("psycopg"):  # the queue's PostgreSQL refused or went away
-            err.print(f"[red]error:[/red] the queue database: {exc}", soft_wrap=True)
-            return 2
-        raise
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
         return 130

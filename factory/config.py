@@ -14,18 +14,17 @@ import re
 import subprocess
 import sys
 import tomllib
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from factory.failures import ConfigError
+from factory.targets import ARCHITECTURES, CPYTHON_SUITES
 
 #: The checkout factory runs from: recipes and container definitions ship beside the package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-ARCHITECTURES = ("x86_64", "aarch64")
-#: The CPythons the builder images can hold, and the Debian suite each comes from.
-CPYTHON_SUITES = {"3.11": "bookworm", "3.13": "trixie", "3.14": "sid"}
 SIGNING_MODES = ("local", "sigstore", "none")
 
 
@@ -46,29 +45,12 @@ def pip_index_url() -> str:
     if found:
         return found.get("install") or found["global"]
     try:
-        from pip._internal.models.index import PyPI  # pip's own default, not ours to hard-code
+        from pip._internal.models.index import (
+            PyPI,  # pip's own default, not ours to hard-code
+        )
     except ImportError as exc:  # pragma: no cover - pip is part of every venv
         raise ConfigError("no upstream index: set `upstream` in factory.toml or FACTORY_UPSTREAM") from exc
     return PyPI.simple_url
-
-
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    """One key of the config file."""
-
-    key: str
-    kind: type
-    default: Callable[[], Any]
-    help: str
-    check: Callable[[Any], str | None] = lambda _: None  # a complaint about a value, or None
-
-    @property
-    def env(self) -> str:
-        return "FACTORY_" + self.key.upper().replace("-", "_")
-
-    @property
-    def field(self) -> str:
-        return self.key.replace("-", "_")
 
 
 def _positive(value: float) -> str | None:
@@ -120,75 +102,59 @@ def _url(value: str) -> str | None:
     return None if re.match(r"(https?|file)://", value) else f"{value!r} is not an http(s):// or file:// URL"
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("upstream", str, pip_index_url, "simple index the sources come from (default: pip's)", _url),
-    Setting("index-dir", Path, lambda: Path("index"), "where the private index is published"),
-    Setting("state-dir", Path, lambda: Path("state"), "caches, build records, work trees"),
-    Setting("base-url", str, lambda: "", "the URL the index directory is served at (default: its file:// URL)",
-            lambda v: None if not v or re.match(r"(https?|file)://", v) else f"{v!r} is not an http(s):// or file:// URL"),
-    Setting("archs", tuple, lambda: ARCHITECTURES, "architectures to build for: x86_64, aarch64", _archs),
-    Setting("image-pythons", tuple, lambda: ("3.11", "3.13"), "CPythons the builder images hold", _some_pythons),
-    Setting("pythons", tuple, lambda: (), "CPythons to build for (default: all of image-pythons)", _pythons),
-    Setting("max-unpacked-size", int, lambda: 2 * 1024**3, "largest unpacked sdist, in bytes", _positive),
-    Setting("max-unpacked-files", int, lambda: 100_000, "most members an sdist may have", _positive),
-    Setting("build-timeout", int, lambda: 3600, "seconds a container build may take", _positive),
-    Setting("http-timeout", float, lambda: 60.0, "seconds to wait on the upstream index", _positive),
-    Setting("container-network", str, lambda: "host", "podman --network for builds"),
-    Setting("debian-suite", str, lambda: "bookworm", "Debian suite of the builder images"),
-    Setting("debian-mirror", str, lambda: "", "Debian mirror for images (default: the host's apt sources)"),
-    Setting("queue-url", str, lambda: "", "the build queue: postgresql://... (default: SQLite in state-dir)", _queue_url),
-    Setting("lease-seconds", int, lambda: 300, "how long a worker's claim lasts without a heartbeat", _positive),
-    Setting("max-attempts", int, lambda: 3, "tries for a build that fails transiently", _positive),
-    Setting("retry-backoff", float, lambda: 60.0, "seconds before the first retry (doubling each time)", _positive),
-    Setting("signing", str, lambda: "local", "local (factory's own Sigstore stack), sigstore, or none",
-            lambda v: None if v in SIGNING_MODES else f"must be one of {', '.join(SIGNING_MODES)}, got {v!r}"),
-    Setting("allow-unsigned", bool, lambda: False, "whether unsigned wheels may be published (signing = none)"),
-    Setting("trust-config", Path, lambda: None, "Sigstore client trust config (default: the local stack's, "
-            "or the public instance's with signing = sigstore)"),
-    Setting("local-sigstore", str, lambda: "http://127.0.0.1:8473", "the URL of `factory sigstore-stack`", _http),
-    Setting("local-sigstore-secret", Path, lambda: None, "the local stack's token.secret "
-            "(default: state-dir/sigstore/token.secret)"),
-    Setting("signing-identity", str, lambda: "", "identity the wheels are signed as (default: factory@localhost "
-            "for the local stack; the CI workload's for sigstore)"),
-    Setting("signing-issuer", str, lambda: "", "OIDC issuer of that identity (default: the local stack's)"),
-    Setting("builder-id", str, lambda: "", "SLSA builder id (default: tag:factory:builder:<hostname>)"),
-    Setting("recipes-dir", Path, lambda: PROJECT_ROOT / "recipes", "per-package build recipes"),
-    Setting("containers-dir", Path, lambda: PROJECT_ROOT / "containers", "builder image definitions"),
-)
+def _optional_url(value: str) -> str | None:
+    return None if not value else _url(value)
+
+
+def _signing(value: str) -> str | None:
+    return None if value in SIGNING_MODES else f"must be one of {', '.join(SIGNING_MODES)}, got {value!r}"
+
+
+def setting(default: Callable[[], Any], help: str, check: Callable[[Any], str | None] | None = None) -> Any:
+    """Declare one config key as a :class:`Config` field: its default (a function, so that a
+    default may look at the machine), what it is for, and a check returning a complaint or None.
+    The key is the field's name with dashes; its variable is ``FACTORY_<KEY>``."""
+    return dataclasses.field(metadata={"default": default, "help": help, "check": check or (lambda _: None)})
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Every setting, validated. Build one with :func:`load`."""
+    """Every setting, validated: each field is one key of the config file. Build one with :func:`load`."""
 
-    upstream: str
-    index_dir: Path
-    state_dir: Path
-    base_url: str
-    archs: tuple[str, ...]
-    image_pythons: tuple[str, ...]
-    pythons: tuple[str, ...]
-    max_unpacked_size: int
-    max_unpacked_files: int
-    build_timeout: int
-    http_timeout: float
-    container_network: str
-    queue_url: str
-    lease_seconds: int
-    max_attempts: int
-    retry_backoff: float
-    signing: str
-    allow_unsigned: bool
-    trust_config: Path | None
-    local_sigstore: str
-    local_sigstore_secret: Path | None
-    signing_identity: str
-    signing_issuer: str
-    builder_id: str
-    debian_suite: str
-    debian_mirror: str
-    recipes_dir: Path
-    containers_dir: Path
+    upstream: str = setting(pip_index_url, "simple index the sources come from (default: pip's)", _url)
+    index_dir: Path = setting(lambda: Path("index"), "where the private index is published")
+    state_dir: Path = setting(lambda: Path("state"), "caches, build records, work trees")
+    base_url: str = setting(lambda: "", "the URL the index directory is served at (default: its file:// URL)",
+                            _optional_url)
+    archs: tuple[str, ...] = setting(lambda: ARCHITECTURES, "architectures to build for: x86_64, aarch64", _archs)
+    image_pythons: tuple[str, ...] = setting(lambda: ("3.11", "3.13"), "CPythons the builder images hold",
+                                             _some_pythons)
+    pythons: tuple[str, ...] = setting(lambda: (), "CPythons to build for (default: all of image-pythons)", _pythons)
+    max_unpacked_size: int = setting(lambda: 2 * 1024**3, "largest unpacked sdist, in bytes", _positive)
+    max_unpacked_files: int = setting(lambda: 100_000, "most members an sdist may have", _positive)
+    build_timeout: int = setting(lambda: 3600, "seconds a container build may take", _positive)
+    http_timeout: float = setting(lambda: 60.0, "seconds to wait on the upstream index", _positive)
+    container_network: str = setting(lambda: "host", "podman --network for builds")
+    debian_suite: str = setting(lambda: "bookworm", "Debian suite of the builder images")
+    debian_mirror: str = setting(lambda: "", "Debian mirror for images (default: the host's apt sources)")
+    queue_url: str = setting(lambda: "", "the build queue: postgresql://... (default: SQLite in state-dir)",
+                             _queue_url)
+    lease_seconds: int = setting(lambda: 300, "how long a worker's claim lasts without a heartbeat", _positive)
+    max_attempts: int = setting(lambda: 3, "tries for a build that fails transiently", _positive)
+    retry_backoff: float = setting(lambda: 60.0, "seconds before the first retry (doubling each time)", _positive)
+    signing: str = setting(lambda: "local", "local (factory's own Sigstore stack), sigstore, or none", _signing)
+    allow_unsigned: bool = setting(lambda: False, "whether unsigned wheels may be published (signing = none)")
+    trust_config: Path | None = setting(lambda: None, "Sigstore client trust config (default: the local "
+                                        "stack's, or the public instance's with signing = sigstore)")
+    local_sigstore: str = setting(lambda: "http://127.0.0.1:8473", "the URL of `factory sigstore-stack`", _http)
+    local_sigstore_secret: Path | None = setting(lambda: None, "the local stack's token.secret "
+                                                 "(default: state-dir/sigstore/token.secret)")
+    signing_identity: str = setting(lambda: "", "identity the wheels are signed as (default: factory@localhost "
+                                    "for the local stack; the CI workload's for sigstore)")
+    signing_issuer: str = setting(lambda: "", "OIDC issuer of that identity (default: the local stack's)")
+    builder_id: str = setting(lambda: "", "SLSA builder id (default: tag:factory:builder:<hostname>)")
+    recipes_dir: Path = setting(lambda: PROJECT_ROOT / "recipes", "per-package build recipes")
+    containers_dir: Path = setting(lambda: PROJECT_ROOT / "containers", "builder image definitions")
 
     @property
     def index_url(self) -> str:
@@ -210,6 +176,39 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One key of the config file, as :class:`Config` declares it."""
+
+    field: str
+    kind: type  # str, int, float, bool, tuple or Path
+    default: Callable[[], Any]
+    help: str
+    check: Callable[[Any], str | None]
+
+    @property
+    def key(self) -> str:
+        return self.field.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "FACTORY_" + self.field.upper()
+
+
+def _kind(annotation: Any) -> type:
+    """The type a setting's values are converted to, from its field's annotation."""
+    for kind in (tuple, Path):
+        if annotation is kind or typing.get_origin(annotation) is kind or kind in typing.get_args(annotation):
+            return kind
+    return annotation
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name, _kind(hint), f.metadata["default"], f.metadata["help"], f.metadata["check"])
+    for f, hint in zip(dataclasses.fields(Config), typing.get_type_hints(Config).values(), strict=True)
+)
 
 
 def _convert(setting: Setting, value: Any, where: str, base: Path) -> Any:

@@ -22,8 +22,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from factory.config import ARCHITECTURES, CPYTHON_SUITES
 from factory.failures import ConfigError
+from factory.targets import ARCHITECTURES, CPYTHON_SUITES
 
 TOOLCHAINS = ("zig", "gcc")
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")

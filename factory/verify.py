@@ -24,9 +24,9 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from factory.failures import BuildFailure, ConfigError, FactoryError
-from factory.fetch import sha256_file
 from factory.index.manifest import FileEntry, Manifest
-from factory.sign import SigningSettings, load_trust
+from factory.pipeline.sign import SigningSettings, load_trust
+from factory.plumbing.files import sha256_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,15 +107,14 @@ class IndexView:
     """The index's manifest and files, for lookups."""
 
     def __init__(self, index_dir: Path) -> None:
-        path = index_dir / "manifest.sqlite3"
-        if not path.exists():
-            raise FactoryError(f"{index_dir}: no index here (no manifest.sqlite3): set index-dir")
+        manifest = Manifest.existing(index_dir)
+        if manifest is None:
+            raise FactoryError(f"{index_dir}: no index here (nothing was ever published): set index-dir")
         self.index_dir = index_dir
-        self.manifest = Manifest(path)
+        self.manifest = manifest
 
     def by_sha256(self, sha256: str) -> FileEntry | None:
-        rows = self.manifest.db.execute("SELECT filename FROM files WHERE sha256 = ?", (sha256,)).fetchone()
-        return self.manifest.get(rows[0]) if rows else None
+        return self.manifest.by_sha256(sha256)
 
     def wheels_of(self, project: str, version: str) -> list[FileEntry]:
         return [e for e in self.manifest.files(project) if e.filename.endswith(".whl") and _same_version(e.version, version)]

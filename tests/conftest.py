@@ -14,7 +14,7 @@ from support.index_server import LocalIndex
 from support.sdists import MALICIOUS, make_sdist, malicious_sdist
 
 from factory import config as factory_config
-from factory import images
+from factory.pipeline import images
 from factory.sigstore_stack import LocalSigstore
 
 FIXTURES = ["fixture-pure", "fixture-cext", "fixture-cpp", "fixture-newglibc", "fixture-abi3", "fixture-no313",

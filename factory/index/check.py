@@ -20,9 +20,9 @@ from urllib.parse import unquote, urljoin, urlsplit
 from mousebender import simple
 from packaging.utils import canonicalize_name
 
-from factory.fetch import sha256_file
 from factory.index.manifest import Manifest
 from factory.index.pages import JSON_TYPE
+from factory.plumbing.files import sha256_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,8 +160,8 @@ def _check(index_dir: Path, base_url: str) -> Report:
                 if target is None or not target.is_file():
                     problems.append(f"{where}: the provenance link does not resolve")
     pending = 0
-    manifest = index_dir / "manifest.sqlite3"
-    if manifest.exists():
-        with Manifest(manifest) as m:
+    manifest = Manifest.existing(index_dir)
+    if manifest is not None:
+        with manifest as m:
             pending = sum(1 for e in m.all_files() if e.filename not in files_seen)
     return Report(len(html_names), len(files_seen), tuple(problems), pending)

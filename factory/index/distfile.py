@@ -11,7 +11,7 @@ from pathlib import Path
 from packaging.utils import NormalizedName, parse_wheel_filename
 
 from factory.failures import FactoryError
-from factory.fetch import sha256_file
+from factory.plumbing.files import sha256_file
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from factory.failures import FactoryError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     filename        TEXT PRIMARY KEY,
@@ -32,6 +34,9 @@ CREATE TABLE IF NOT EXISTS projects (
     status_reason   TEXT
 );
 """
+
+#: The manifest's file, in the index directory.
+MANIFEST = "manifest.sqlite3"
 
 #: PEP 792 project statuses ("active" is what no status means).
 PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")
@@ -69,15 +74,33 @@ class ProjectStatus:
 _COLUMNS = [f.name for f in dataclasses.fields(FileEntry)]
 
 
+class ManifestError(FactoryError):
+    """The manifest cannot be read or written (a corrupt file, a read-only directory)."""
+
+
 class Manifest:
-    """Access to ``manifest.sqlite3``; use as a context manager."""
+    """Access to an index's manifest; use as a context manager. ``Manifest.of(index_dir)`` opens
+    (and creates) the index's own; ``Manifest.existing(index_dir)`` only one that exists."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The default rollback journal, not WAL: the index directory may be shared by hosts (NFS),
-        # where WAL's shared memory does not work; publishers are serialized by a lock anyway.
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=60)
-        self.db.executescript(SCHEMA)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The default rollback journal, not WAL: the index directory may be shared by hosts (NFS),
+            # where WAL's shared memory does not work; publishers are serialized by a lock anyway.
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=60)
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ManifestError(f"{path}: cannot open the index's manifest: {exc}") from exc
+
+    @classmethod
+    def of(cls, index_dir: Path) -> Manifest:
+        return cls(index_dir / MANIFEST)
+
+    @classmethod
+    def existing(cls, index_dir: Path) -> Manifest | None:
+        """The index's manifest, or None when nothing was ever published there."""
+        path = index_dir / MANIFEST
+        return cls(path) if path.exists() else None
 
     def __enter__(self) -> Manifest:
         return self
@@ -90,6 +113,11 @@ class Manifest:
 
     def get(self, filename: str) -> FileEntry | None:
         found = self._entries("WHERE filename = ?", [filename])
+        return found[0] if found else None
+
+    def by_sha256(self, sha256: str) -> FileEntry | None:
+        """The file with these bytes, if the index published it."""
+        found = self._entries("WHERE sha256 = ? LIMIT 1", [sha256])
         return found[0] if found else None
 
     def files(self, project: str) -> list[FileEntry]:
@@ -145,3 +173,12 @@ class Manifest:
     def statuses(self) -> dict[str, ProjectStatus]:
         rows = self.db.execute("SELECT name, status, status_reason FROM projects WHERE status IS NOT NULL")
         return {name: ProjectStatus(status, reason) for name, status, reason in rows}
+
+
+def published_files(index_dir: Path, project: str, version: str) -> list[str]:
+    """The file names of ``project`` ``version`` already in the index under ``index_dir``."""
+    manifest = Manifest.existing(index_dir)
+    if manifest is None:
+        return []
+    with manifest:
+        return [e.filename for e in manifest.files(project) if e.version == version]

@@ -18,13 +18,11 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from factory import atomic
 from factory.failures import FactoryError
 from factory.index import pages, tree
 from factory.index.distfile import DistFile
 from factory.index.manifest import FileEntry, Manifest, ProjectStatus
-
-MANIFEST = "manifest.sqlite3"
+from factory.plumbing.files import copy_file, write_bytes
 
 
 class PublishError(FactoryError):
@@ -52,7 +50,7 @@ def locked(index_dir: Path) -> Iterator[Manifest]:
     with (index_dir / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            with Manifest(index_dir / MANIFEST) as manifest:
+            with Manifest.of(index_dir) as manifest:
                 yield manifest
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -93,12 +91,12 @@ def publish(index_dir: Path, dists: Sequence[DistFile], base_url: str) -> Publis
         entries = []
         for dist in fresh:
             path = file_path(dist.sha256, dist.filename)
-            atomic.copy_file(dist.path, index_dir / path)
-            atomic.write_bytes(index_dir / (path + ".metadata"), dist.metadata)
+            copy_file(dist.path, index_dir / path)
+            write_bytes(index_dir / (path + ".metadata"), dist.metadata)
             if dist.bundle is not None:
-                atomic.write_bytes(index_dir / (path + ".sigstore.json"), dist.bundle)
+                write_bytes(index_dir / (path + ".sigstore.json"), dist.bundle)
             if dist.provenance is not None:
-                atomic.write_bytes(index_dir / (path + ".provenance"), dist.provenance)
+                write_bytes(index_dir / (path + ".provenance"), dist.provenance)
             entries.append(FileEntry(
                 filename=dist.filename, project=dist.project, version=dist.version, sha256=dist.sha256,
                 size=dist.size, requires_python=dist.requires_python, metadata_sha256=dist.metadata_sha256,

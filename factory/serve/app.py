@@ -30,13 +30,19 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from factory.index.pages import HTML_TYPE, JSON_TYPE
-from factory.misses import classify_path
-from factory.net import USER_AGENT
+from factory.plumbing.net import USER_AGENT
+from factory.queue.misses import classify_path
 from factory.serve.auth import Users
 from factory.serve.misslog import MissLog
 from factory.serve.upstream import Upstream, render

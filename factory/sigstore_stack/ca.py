@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from factory.atomic import write_bytes
+from factory.plumbing.files import write_bytes
 from factory.sigstore_stack.errors import CsrRejected, StackError, StateDirCorrupt
 from factory.sigstore_stack.oidc import Identity
 from factory.sigstore_stack.sct import precert_sct, sct_list_extension

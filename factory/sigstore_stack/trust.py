@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from factory.atomic import write_text
+from factory.plumbing.files import write_text
 from factory.sigstore_stack.keys import key_id, spki_der
 
 OPERATOR = "factory"

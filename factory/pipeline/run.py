@@ -1,0 +1,282 @@
+"""One build, start to end. Each stage returns a frozen result and this module only passes them
+on, in the order data flows, times them, and makes the record once at the end::
+
+    request -> resolve -> plan -> fetch -> unpack (+ recipe patches) -> images -> build
+            -> repair -> test -> sign -> publish -> record
+
+Every target (architecture, CPython) ends built, failed (with a class and a reason) or skipped
+(by the recipe); one failing target does not lose the others. Whatever happens, a record is
+written and the work directory is removed; nothing that failed a stage is published.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+from packaging.version import Version
+
+from factory import __version__, recipes
+from factory.config import Config
+from factory.failures import BuildFailure, FactoryError, FailureClass
+from factory.index import publish
+from factory.index.distfile import inspect_wheel
+from factory.index.manifest import published_files
+from factory.pipeline import (
+    build,
+    fetch,
+    gate,
+    images,
+    patch,
+    repair,
+    resolve,
+    sign,
+    smoke,
+    unpack,
+)
+from factory.pipeline.plan import Plan, plan
+from factory.pipeline.record import (
+    BuildRecord,
+    ImageInfo,
+    RecipeInfo,
+    SignatureInfo,
+    SourceInfo,
+    TargetOutcome,
+    TargetStatus,
+    WheelInfo,
+    new_build_id,
+    now,
+    record_path,
+    save,
+)
+from factory.pipeline.request import BuildRequest
+from factory.plumbing import net
+from factory.targets import Target, every_target
+
+Say = Callable[[str], None]
+
+
+class Stopwatch:
+    """Times named stages."""
+
+    def __init__(self) -> None:
+        self.durations: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.durations[name] = round(self.durations.get(name, 0) + time.monotonic() - started, 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """What the stages have produced so far. Each stage's result is added to a new copy, so
+    whatever stage a build stops at, the record is made from what was really done."""
+
+    build_id: str
+    started: str
+    release: resolve.Release | None = None
+    recipe: recipes.Recipe | None = None
+    plan: Plan | None = None
+    builders: tuple[tuple[str, images.BuilderImage], ...] = ()  # (arch, image)
+    output: build.BuildOutput | None = None
+    wheels: tuple[repair.CheckedWheel, ...] = ()  # passed the host's check and the smoke tests
+    verdict: gate.Verdict | None = None  # after tests and signing
+    signatures: tuple[sign.Signature, ...] = ()
+    published: tuple[str, ...] = ()
+
+
+def run(request: BuildRequest, config: Config, say: Say = lambda _: None, build_id: str | None = None) -> BuildRecord:
+    """Build ``request`` from source for every configured target and publish what succeeded;
+    return the record, also saved at ``record_path(records_dir, project, build_id)`` beside the
+    full build log."""
+    progress = Progress(build_id or new_build_id(), now())
+    work = config.work_dir / progress.build_id
+    clock = Stopwatch()
+    shared: BuildFailure | None = None
+    try:
+        for progress in _stages(request, config, progress, work, clock, say):
+            pass
+    except BuildFailure as failure:  # a stage every target shares failed
+        shared = failure
+    except recipes.RecipeError as exc:
+        shared = BuildFailure(FailureClass.RECIPE, str(exc))
+    except FactoryError as exc:  # e.g. the index refused a file, podman is missing
+        shared = BuildFailure(FailureClass.INTERNAL, str(exc))
+    except Exception as exc:  # a bug in factory: recorded like any other failure
+        shared = BuildFailure(FailureClass.INTERNAL, repr(exc), log_tail=traceback.format_exc())
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): recorded, then passed on
+        shared = BuildFailure(FailureClass.INTERNAL, "interrupted before the build ended")
+        raise
+    finally:
+        record = _record(request, progress, shared, clock)
+        path = save(record_path(config.records_dir, request.project, record.id), record)
+        _keep_log(work, path.with_suffix(".log"))
+        shutil.rmtree(work, ignore_errors=True)
+    return record
+
+
+def _keep_log(work: Path, dest: Path) -> None:
+    """The whole log is kept beside the record, which holds its tail."""
+    logs = sorted(work.glob("build-*.log"))
+    if logs:
+        with dest.open("w") as out:
+            for log in logs:
+                out.write(f"===== {log.name}\n{log.read_text(errors='replace')}")
+
+
+def _record(request: BuildRequest, progress: Progress, shared: BuildFailure | None, clock: Stopwatch) -> BuildRecord:
+    """The build's one record, made from what its stages returned."""
+    outcomes = (progress.plan.settled if progress.plan else ()) + (progress.verdict.outcomes if progress.verdict else ())
+    summary = gate.summarize(outcomes, shared)
+    release, recipe = progress.release, progress.recipe
+    return BuildRecord(
+        id=progress.build_id, request=str(request), status=summary.status, started=progress.started,
+        finished=now(), durations=clock.durations, project=request.project,
+        version=str(release.version) if release else None,
+        source=SourceInfo(release.sdist.url, release.sdist.filename, release.sdist.sha256) if release else None,
+        recipe=RecipeInfo(str(recipe.path), recipe.digest) if recipe and recipe.path else None,
+        targets=tuple(sorted(outcomes, key=lambda o: o.target)),
+        images=tuple(ImageInfo(arch, image.tag, image.id) for arch, image in progress.builders),
+        cibuildwheel_config="\n".join(progress.output.cibuildwheel_configs) if progress.output else "",
+        wheels=tuple(WheelInfo(w.filename, w.sha256, w.size, w.policy) for w in progress.wheels),
+        published=progress.published,
+        signatures=tuple(SignatureInfo(s.filename, s.log_index, s.identity, s.issuer) for s in progress.signatures),
+        failure_class=summary.failure_class, reason=summary.reason, log_tail=summary.log_tail,
+        factory_version=__version__,
+    )
+
+
+def _release(request: BuildRequest, config: Config, client: httpx.Client) -> tuple[resolve.Release, recipes.Recipe]:
+    """The release to build and its recipe; a recipe's pinned source replaces the index's sdist
+    (for an exact version, the upstream is then not asked at all)."""
+    if request.version is not None:
+        recipe = recipes.load(config.recipes_dir, request.project, request.version)
+        if recipe.source is not None:
+            return resolve.Release(request.project, request.version, _pinned(recipe.source, request.version)), recipe
+    release = resolve.resolve(request, config.upstream, client)
+    recipe = recipes.load(config.recipes_dir, release.project, release.version)
+    if recipe.source is not None:
+        release = dataclasses.replace(release, sdist=_pinned(recipe.source, release.version))
+    return release, recipe
+
+
+def _pinned(source: recipes.SourceOverride, version: Version) -> resolve.SourceFile:
+    """The source a recipe pins, in place of the upstream's sdist."""
+    url = source.url_for(version)
+    return resolve.SourceFile(os.path.basename(url.split("?")[0]), url, source.sha256)
+
+
+def _facts(progress: Progress, outcomes: tuple[TargetOutcome, ...], wheel: repair.CheckedWheel) -> sign.BuildFacts:
+    """What the provenance of one wheel of this build says."""
+    assert progress.release is not None and progress.recipe is not None
+    release, recipe = progress.release, progress.recipe
+    return sign.BuildFacts(
+        project=release.project, version=str(release.version),
+        targets=tuple(str(o.target) for o in outcomes if o.wheel == wheel.filename and o.status is TargetStatus.BUILT),
+        sdist_url=release.sdist.url, sdist_sha256=release.sdist.sha256,
+        recipe_digest=recipe.digest, recipe_path=f"recipes/{recipe.path.name}" if recipe.path else "",
+        images=tuple((image.tag, image.id) for _, image in progress.builders),
+        build_id=progress.build_id, started=progress.started, finished=now(), factory_version=__version__,
+    )
+
+
+def _stages(request: BuildRequest, config: Config, progress: Progress, work: Path, clock: Stopwatch,
+            say: Say) -> Iterator[Progress]:
+    """Run the stages in order, yielding what has been done after each."""
+    label = f"factory.build={progress.build_id}"
+    with net.client(config.http_timeout) as client:
+        with clock.stage("resolve"):
+            release, recipe = _release(request, config, client)
+        yield (progress := dataclasses.replace(progress, release=release, recipe=recipe))
+        say(f"resolved {release.project} {release.version}: {release.sdist.filename}"
+            + (f" (recipe {recipe.path.name})" if recipe.path else ""))
+
+        existing = published_files(config.index_dir, release.project, str(release.version))
+        planned = plan(every_target(config.archs, config.pythons), recipe, existing)
+        yield (progress := dataclasses.replace(progress, plan=planned))
+        if existing:  # a publish interrupted before its pages: list what it published
+            publish.relist(config.index_dir, release.project, config.index_url)
+        if not planned.todo:
+            say("nothing to build: every target is in the index already, or skipped")
+            return
+        with clock.stage("fetch"):
+            source = fetch.fetch(release, config.cache_dir, client)
+    say(f"fetched {source.path.name} (sha256 {source.sha256[:12]}… verified)")
+
+    with clock.stage("unpack"):
+        tree = unpack.unpack(source, work / "src", unpack.Limits(config.max_unpacked_size, config.max_unpacked_files))
+        patch.apply_patches(tree.root, recipe.patches)
+
+    with clock.stage("images"):
+        builders = tuple((arch, images.ensure(config, arch, say)) for arch in dict.fromkeys(t.arch for t in planned.todo))
+    yield (progress := dataclasses.replace(progress, builders=builders))
+
+    say(f"building {', '.join(map(str, planned.todo))}")
+    settings = build.BuildSettings(config.container_network, config.build_timeout, config.upstream)
+    with clock.stage("build"):
+        output = build.build(tree, recipe, dict(builders), planned.todo, settings, work, label)
+    yield (progress := dataclasses.replace(progress, output=output))
+
+    with clock.stage("repair"):
+        checked = gate.after_repair(output.results, _host_checks(output, release))
+    tested: dict[tuple[Path, Target], BuildFailure | None] = {}
+    if recipe.test is not None:
+        for wheel, target in gate.smoke_tests(output.kind, checked):
+            with clock.stage("test"):
+                try:
+                    smoke.run(wheel.path, target, dict(builders)[target.arch], recipe.test, config.container_network,
+                              label, config.build_timeout)
+                    tested[(wheel.path, target)] = None
+                except BuildFailure as failure:
+                    tested[(wheel.path, target)] = failure
+    verdict = gate.after_tests(checked, tested)
+    yield (progress := dataclasses.replace(progress, wheels=verdict.wheels, verdict=verdict))
+    if not verdict.wheels:
+        return
+
+    dists = [inspect_wheel(w.path) for w in verdict.wheels]
+    if config.signing != "none":
+        failure = None
+        try:
+            with clock.stage("sign"):
+                signatures = sign.sign_all(sign.SigningSettings.from_config(config),
+                                           [(w.filename, w.sha256, _facts(progress, verdict.outcomes, w))
+                                            for w in verdict.wheels])
+        except BuildFailure as exc:
+            failure, signatures = exc, []
+        verdict = gate.after_signing(verdict, failure)
+        yield (progress := dataclasses.replace(progress, verdict=verdict, signatures=tuple(signatures)))
+        if not verdict.wheels:
+            return
+        dists = [dataclasses.replace(d, bundle=s.bundle, provenance=s.provenance) for d, s in zip(dists, signatures)]
+
+    with clock.stage("publish"):
+        done = publish.publish(config.index_dir, dists, config.index_url)
+    yield dataclasses.replace(progress, published=tuple(e.filename for e in done.entries))
+    for entry in done.entries:
+        say(f"published {entry.filename}")
+
+
+def _host_checks(output: build.BuildOutput, release: resolve.Release) -> dict[Path, repair.CheckedWheel | BuildFailure]:
+    """Each distinct wheel checked once on the host, trusting nothing the container said."""
+    checks: dict[Path, repair.CheckedWheel | BuildFailure] = {}
+    for result in output.results:
+        if result.wheel is None or result.wheel in checks:
+            continue
+        arch = None if output.kind is build.BuildKind.PURE else result.target.arch
+        try:
+            checks[result.wheel] = repair.check(result.wheel, release.project, release.version, arch)
+        except BuildFailure as failure:
+            checks[result.wheel] = failure
+    return checks

@@ -1,0 +1,237 @@
+"""Sign: every wheel gets an in-toto statement whose subject is the wheel and whose
+predicate is SLSA v1 provenance, signed with Sigstore as a DSSE envelope, and checked with
+sigstore's own verifier before anything is published.
+
+Each signature yields ``<wheel>.sigstore.json`` (the bundle) and ``<wheel>.provenance`` (a PEP
+740 provenance object holding the attestation built from the bundle). Where the keys and the
+identity come from (``signing``):
+
+- ``local``: factory's own Sigstore-compatible stack (``factory sigstore-stack``), for a single
+  host or an air-gapped site; its trust config, and an identity token fetched from its issuer;
+- ``sigstore``: the real thing, the public instance (or a private one named by ``trust-config``)
+  with an identity token from ``SIGSTORE_ID_TOKEN`` or the ambient OIDC credentials of a CI;
+- ``none``: unsigned, only where ``allow-unsigned`` says so (the index then says so too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from factory.config import Config
+from factory.failures import BuildFailure, FailureClass
+
+#: Our build type, a URI of our own (RFC 4151 tag: no host name needed).
+BUILD_TYPE = "tag:factory,2026:build/v1"
+SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class SigningSettings:
+    """Resolved from the config once per build."""
+
+    mode: str  # local, sigstore or none
+    trust_config: Path | None
+    local_sigstore: str
+    local_secret: Path  # the local stack's token.secret
+    identity: str
+    issuer: str
+    builder_id: str
+
+    @classmethod
+    def from_config(cls, config: Config) -> SigningSettings:
+        identity = config.signing_identity or ("factory@localhost" if config.signing == "local" else "")
+        builder = config.builder_id or f"tag:factory,2026:builder/{socket.gethostname()}"
+        secret = config.local_sigstore_secret or config.state_dir / "sigstore" / "token.secret"
+        return cls(config.signing, config.trust_config, config.local_sigstore, secret, identity,
+                   config.signing_issuer, builder)
+
+
+def load_trust(settings: SigningSettings) -> tuple[Any, str]:
+    """The client trust config, and the issuer to expect when none is configured: from the
+    ``trust-config`` file; else, for the local stack, from the stack itself (whatever state
+    directory it keeps); else the public instance's."""
+    from sigstore.models import ClientTrustConfig
+
+    from factory.sigstore_stack import fetch_trust
+    from factory.sigstore_stack.errors import TokenRequestFailed
+
+    if settings.trust_config is not None:
+        try:
+            trust = ClientTrustConfig.from_json(settings.trust_config.read_text())
+        except OSError as exc:
+            raise _fail(f"no Sigstore trust config at {settings.trust_config}: {exc.strerror}") from None
+        # The local stack records its issuer, fixed at its first start, beside its trust config.
+        stack = settings.trust_config.parent / "stack.json"
+        issuer = json.loads(stack.read_text()).get("issuer", "") if settings.mode == "local" and stack.is_file() else ""
+        return trust, settings.issuer or issuer
+    if settings.mode == "local":
+        try:
+            data, issuer = fetch_trust(settings.local_sigstore)
+        except TokenRequestFailed:
+            raise _fail(f"no local Sigstore stack at {settings.local_sigstore}: start it with `factory sigstore-stack` "
+                        "(or `just sigstore`), or set signing = \"sigstore\"") from None
+        return ClientTrustConfig.from_json(json.dumps(data)), settings.issuer or issuer
+    try:
+        return ClientTrustConfig.production(), settings.issuer
+    except Exception as exc:  # the public instance's TUF repository is out of reach
+        raise _fail(f"cannot load the public Sigstore trust root: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildFacts:
+    """What the provenance says about the build that made a wheel."""
+
+    project: str
+    version: str
+    targets: tuple[str, ...]  # the targets the wheel serves, e.g. ("cp311-x86_64",)
+    sdist_url: str
+    sdist_sha256: str
+    recipe_digest: str  # "" without a recipe
+    recipe_path: str
+    images: tuple[tuple[str, str], ...]  # (tag, image id)
+    build_id: str
+    started: str
+    finished: str
+    factory_version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """One wheel's signature, as the index stores it."""
+
+    filename: str
+    bundle: bytes
+    provenance: bytes
+    log_index: int
+    identity: str
+    issuer: str
+
+
+def statement_predicate(facts: BuildFacts, builder_id: str) -> dict[str, Any]:
+    """SLSA v1 provenance for a wheel."""
+    dependencies: list[dict[str, Any]] = [
+        {"uri": facts.sdist_url, "digest": {"sha256": facts.sdist_sha256}, "name": "sdist"},
+    ]
+    if facts.recipe_digest:
+        dependencies.append({"uri": f"file:{facts.recipe_path}", "digest": {"sha256": facts.recipe_digest},
+                             "name": "recipe"})
+    for tag, image_id in facts.images:
+        dependencies.append({"uri": f"oci:{tag}", "digest": {"sha256": image_id.removeprefix("sha256:")},
+                             "name": "builder-image"})
+    return {
+        "buildDefinition": {
+            "buildType": BUILD_TYPE,
+            "externalParameters": {"project": facts.project, "version": facts.version, "targets": list(facts.targets)},
+            "internalParameters": {"factory": facts.factory_version},
+            "resolvedDependencies": dependencies,
+        },
+        "runDetails": {
+            "builder": {"id": builder_id},
+            "metadata": {"invocationId": facts.build_id, "startedOn": facts.started, "finishedOn": facts.finished},
+        },
+    }
+
+
+def _fail(reason: str) -> BuildFailure:
+    return BuildFailure(FailureClass.SIGNING, reason)
+
+
+class Signer:
+    """Signs wheels with one identity and one short-lived certificate; use as a context manager."""
+
+    def __init__(self, settings: SigningSettings) -> None:
+        from sigstore.oidc import IdentityError, IdentityToken, detect_credential
+        from sigstore.sign import SigningContext
+
+        self.settings = settings
+        self.trust, _ = load_trust(settings)
+        try:
+            token = self._token(detect_credential)
+            self.token = IdentityToken(token)
+        except IdentityError as exc:
+            raise _fail(f"the identity token is not valid: {exc}") from None
+        self.context = SigningContext.from_trust_config(self.trust)
+        self._signer_cm = self.context.signer(self.token, cache=True)
+        try:
+            self._signer = self._signer_cm.__enter__()
+        except Exception as exc:
+            raise _fail(f"Sigstore refused a signing certificate: {exc}") from None
+
+    def _token(self, detect_credential: Any) -> str:
+        if self.settings.mode == "local":
+            from factory.sigstore_stack import fetch_identity_token
+            from factory.sigstore_stack.errors import TokenRequestFailed
+
+            try:
+                secret = self.settings.local_secret.read_text().strip()
+            except OSError as exc:
+                raise _fail(f"cannot read the local Sigstore stack's secret {self.settings.local_secret} "
+                            f"({exc.strerror}): set local-sigstore-secret to the token.secret in its state directory") from None
+            try:
+                return fetch_identity_token(self.settings.local_sigstore, self.settings.identity, secret)
+            except TokenRequestFailed as exc:
+                raise _fail(f"no local Sigstore stack at {self.settings.local_sigstore} ({exc}): start it with "
+                            "`factory sigstore-stack` (or `just sigstore`), or set signing = \"sigstore\"") from None
+        token = os.environ.get("SIGSTORE_ID_TOKEN") or detect_credential()
+        if not token:
+            raise _fail("no identity to sign with: set SIGSTORE_ID_TOKEN, run where ambient OIDC credentials exist "
+                        "(a CI with id-token permission), or use the local stack (signing = \"local\")")
+        return token
+
+    def __enter__(self) -> Signer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._signer_cm.__exit__(None, None, None)
+
+    @property
+    def identity(self) -> str:
+        return self.token.identity
+
+    @property
+    def issuer(self) -> str:
+        return self.token.issuer
+
+    def sign(self, filename: str, sha256: str, facts: BuildFacts) -> Signature:
+        """Sign one wheel; the bundle is verified before it is returned."""
+        from pypi_attestations import Attestation
+        from sigstore.dsse import DigestSet, StatementBuilder, Subject
+        from sigstore.verify import Verifier
+        from sigstore.verify.policy import Identity
+
+        statement = (StatementBuilder()
+                     .subjects([Subject(name=filename, digest=DigestSet(root={"sha256": sha256}))])
+                     .predicate_type(SLSA_PROVENANCE)
+                     .predicate(statement_predicate(facts, self.settings.builder_id))
+                     .build())
+        try:
+            bundle = self._signer.sign_dsse(statement)
+            Verifier(trusted_root=self.trust.trusted_root).verify_dsse(
+                bundle, Identity(identity=self.identity, issuer=self.issuer))
+        except Exception as exc:
+            raise _fail(f"signing {filename} failed: {exc}") from None
+        bundle_json = bundle.to_json()
+        attestation = Attestation.from_bundle(bundle)
+        provenance = {
+            "version": 1,
+            "attestation_bundles": [{
+                "publisher": {"kind": "factory", "claims": {"builder": self.settings.builder_id,
+                                                            "identity": self.identity, "issuer": self.issuer}},
+                "attestations": [attestation.model_dump(mode="json")],
+            }],
+        }
+        log_index = json.loads(bundle_json)["verificationMaterial"]["tlogEntries"][0]["logIndex"]
+        return Signature(filename, bundle_json.encode(), (json.dumps(provenance, indent=1) + "\n").encode(),
+                         int(log_index), self.identity, self.issuer)
+
+
+def sign_all(settings: SigningSettings, wheels: Sequence[tuple[str, str, BuildFacts]]) -> list[Signature]:
+    """Sign (filename, sha256, facts) triples with one certificate."""
+    with Signer(settings) as signer:
+        return [signer.sign(filename, sha256, facts) for filename, sha256, facts in wheels]

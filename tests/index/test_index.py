@@ -1,0 +1,195 @@
+"""The static index: both forms of every page, immutability, yank, project status, rebuild, and
+`factory index check` finding what is wrong."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from support.wheels import make_wheel
+
+from factory.index import pages
+from factory.index.check import check
+from factory.index.distfile import inspect_wheel
+from factory.index.manifest import FileEntry, Manifest, ProjectStatus
+from factory.index.publish import (
+    PublishError,
+    file_path,
+    publish,
+    rebuild,
+    set_status,
+    yank,
+)
+
+
+@pytest.fixture
+def index(tmp_path):
+    return tmp_path / "index"
+
+
+def base(index):
+    return index.resolve().as_uri() + "/"
+
+
+def put(index, *wheels):
+    return publish(index, [inspect_wheel(w) for w in wheels], base(index))
+
+
+def stored(index, project, url):
+    """The file a link names, resolved as a URL is (not through the page's symlink)."""
+    return index / os.path.normpath(f"simple/{project}/{url}")
+
+
+def page(index, project, kind="json"):
+    text = (index / "simple" / project / f"index.{kind}").read_text()
+    return json.loads(text) if kind == "json" else text
+
+
+def test_pages_in_both_forms_say_the_same(index, tmp_path):
+    wheels = [make_wheel(tmp_path / "w", "Demo_Pkg", v, body=v) for v in ("1.10", "1.9", "2.0")]
+    done = put(index, *wheels)
+    assert len(done.entries) == 3
+    root = json.loads((index / "simple" / "index.json").read_text())
+    assert root == {"meta": {"api-version": pages.API_VERSION}, "projects": [{"name": "demo-pkg"}]}
+    assert '<a href="demo-pkg/">demo-pkg</a>' in (index / "simple" / "index.html").read_text()
+    data = page(index, "demo-pkg")
+    assert data["name"] == "demo-pkg" and data["versions"] == ["1.9", "1.10", "2.0"]
+    names = [f["filename"] for f in data["files"]]
+    assert names == sorted(w.name for w in wheels)  # ascending by full file name
+    html = page(index, "demo-pkg", "html")
+    assert f'<meta name="pypi:repository-version" content="{pages.API_VERSION}">' in html
+    for f, wheel in zip(data["files"], sorted(wheels)):
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        assert f["hashes"] == {"sha256": digest} and f["size"] == wheel.stat().st_size
+        assert f["upload-time"].endswith("Z") and f["yanked"] is False and f["provenance"] is None
+        assert f["requires-python"] == ">=3.8"
+        path = stored(index, "demo-pkg", f["url"])
+        assert path.read_bytes() == wheel.read_bytes()
+        sidecar = path.with_name(path.name + ".metadata").read_bytes()
+        assert sidecar == inspect_wheel(wheel).metadata  # byte-identical to the wheel's METADATA
+        assert f["core-metadata"] == {"sha256": hashlib.sha256(sidecar).hexdigest()} == f["dist-info-metadata"]
+        assert f'href="{f["url"]}#sha256={digest}"' in html
+        assert f'data-core-metadata="sha256={f["core-metadata"]["sha256"]}"' in html
+    assert check(index, base(index)).ok
+
+
+def test_publishing_the_same_bytes_again_changes_nothing(index, tmp_path):
+    wheel = make_wheel(tmp_path / "w", "demo", "1.0")
+    put(index, wheel)
+    before = page(index, "demo")
+    again = put(index, wheel)
+    assert again.entries == () and again.pages == ()
+    assert page(index, "demo") == before
+
+
+def test_other_bytes_under_a_published_name_are_refused(index, tmp_path):
+    put(index, make_wheel(tmp_path / "a", "demo", "1.0", body="first"))
+    before = {p: p.read_bytes() for p in index.rglob("*") if p.is_file() and "manifest" not in p.name}
+    other = make_wheel(tmp_path / "b", "demo", "1.0", body="second")
+    extra = make_wheel(tmp_path / "b", "demo", "1.1", body="new")
+    with pytest.raises(PublishError, match="immutable.*build tag"):
+        put(index, extra, other)
+    after = {p: p.read_bytes() for p in index.rglob("*") if p.is_file() and "manifest" not in p.name}
+    assert after == before  # all or none: 1.1 was not published either
+    with Manifest(index / "manifest.sqlite3") as manifest:
+        assert [e.version for e in manifest.files("demo")] == ["1.0"]
+
+
+def test_publishing_touches_only_its_project_and_a_new_project_the_root(index, tmp_path):
+    put(index, make_wheel(tmp_path / "w", "alpha", "1.0"))
+    put(index, make_wheel(tmp_path / "w", "beta", "1.0"))
+    alpha = os.readlink(index / "simple" / "alpha")
+    root = os.readlink(index / "simple" / ".root" / "current")
+    done = put(index, make_wheel(tmp_path / "w", "beta", "2.0"))
+    assert done.pages == (index / "simple" / "beta",)
+    assert os.readlink(index / "simple" / "alpha") == alpha
+    assert os.readlink(index / "simple" / ".root" / "current") == root
+    done = put(index, make_wheel(tmp_path / "w", "gamma", "1.0"))
+    assert done.pages == (index / "simple" / "gamma", index / "simple")
+
+
+def test_yank_and_project_status(index, tmp_path):
+    put(index, *(make_wheel(tmp_path / "w", "demo", v) for v in ("1.0", "2.0")))
+    assert yank(index, "demo", "2.0", "broken build", base(index)) == 1
+    files = {f["filename"]: f for f in page(index, "demo")["files"]}
+    assert files["demo-2.0-py3-none-any.whl"]["yanked"] == "broken build"
+    assert files["demo-1.0-py3-none-any.whl"]["yanked"] is False
+    assert 'data-yanked="broken build"' in page(index, "demo", "html")
+    yank(index, "demo", "2.0", None, base(index))
+    assert all(f["yanked"] is False for f in page(index, "demo")["files"])
+    with pytest.raises(PublishError, match="no file"):
+        yank(index, "demo", "9.9", "", base(index))
+    set_status(index, "demo", ProjectStatus("archived", "moved on"), base(index))
+    assert page(index, "demo")["meta"]["project-status"] == {"status": "archived", "reason": "moved on"}
+    html = page(index, "demo", "html")
+    assert '<meta name="pypi:project-status" content="archived">' in html
+    assert '<meta name="pypi:project-status-reason" content="moved on">' in html
+    assert check(index, base(index)).ok
+
+
+def test_rebuild_writes_the_same_pages_from_the_manifest(index, tmp_path):
+    put(index, *(make_wheel(tmp_path / "w", n, "1.0") for n in ("a", "b", "c")))
+    before = {n: page(index, n) for n in ("a", "b", "c")}
+    for link in ("a", "b", "c"):
+        (index / "simple" / link).unlink()  # pages lost: the manifest still knows
+    assert rebuild(index, base(index)) == 3
+    assert {n: page(index, n) for n in ("a", "b", "c")} == before
+    assert check(index, base(index)).ok
+
+
+def test_check_finds_what_is_wrong(index, tmp_path):
+    put(index, make_wheel(tmp_path / "w", "demo", "1.0"), make_wheel(tmp_path / "w", "other", "1.0"))
+    data = page(index, "demo")
+    path = stored(index, "demo", data["files"][0]["url"])
+    path.write_bytes(path.read_bytes() + b"x")
+    sidecar = path.with_name(path.name + ".metadata")
+    sidecar.write_bytes(b"Name: tampered\n")
+    other = (index / "simple" / "other" / "index.json").resolve()
+    data = json.loads(other.read_text())
+    data["files"][0]["yanked"] = "only in JSON"
+    other.write_text(json.dumps(data))
+    report = check(index, base(index))
+    text = "\n".join(report.problems)
+    assert "demo/demo-1.0-py3-none-any.whl: the file's sha256 differs" in text
+    assert "the file's size differs" in text
+    assert "the metadata sidecar's sha256 differs" in text
+    assert "other/other-1.0-py3-none-any.whl: `yanked` differs between HTML" in text
+    path.unlink()
+    assert "the link does not resolve" in "\n".join(check(index, base(index)).problems)
+
+
+def test_the_command_line(index, tmp_path):
+    put(index, make_wheel(tmp_path / "w", "demo", "1.0"), make_wheel(tmp_path / "w", "demo", "2.0"))
+    env = {**os.environ, "FACTORY_INDEX_DIR": str(index), "FACTORY_STATE_DIR": str(tmp_path / "state"),
+           "FACTORY_UPSTREAM": "http://127.0.0.1:9/"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "factory", *a], capture_output=True, text=True, env=env)  # noqa: E731
+    assert "yanked 1 file of demo==2.0" in run("yank", "demo==2.0", "--reason", "bad").stdout
+    assert "demo: deprecated" in run("index", "set-status", "Demo", "deprecated", "--reason", "old").stdout
+    rebuilt = run("publish", "--rebuild")
+    assert rebuilt.returncode == 0 and "rewrote the pages of 1 projects" in rebuilt.stdout
+    checked = run("index", "check")
+    assert checked.returncode == 0 and "ok: 1 projects, 2 files checked" in checked.stdout
+    (index / "simple" / "demo" / "index.json").resolve().write_text("{}")
+    assert run("index", "check").returncode == 1
+    assert run("yank", "demo").returncode == 2
+
+
+def test_a_publish_interrupted_before_its_pages_is_listed_next_time(index, tmp_path):
+    wheel = make_wheel(tmp_path / "w", "demo", "1.0")
+    put(index, make_wheel(tmp_path / "w", "other", "1.0"))
+    # As if a publisher died after recording the file, before writing any page for it.
+    dist = inspect_wheel(wheel)
+    with Manifest(index / "manifest.sqlite3") as manifest:
+        manifest.add([FileEntry(dist.filename, "demo", "1.0", dist.sha256, dist.size, None, dist.metadata_sha256,
+                                "2026-11-22T00:00:00.000000Z", None, file_path(dist.sha256, dist.filename))])
+    (index / file_path(dist.sha256, dist.filename)).parent.mkdir(parents=True)
+    (index / file_path(dist.sha256, dist.filename)).write_bytes(wheel.read_bytes())
+    (index / (file_path(dist.sha256, dist.filename) + ".metadata")).write_bytes(dist.metadata)
+    assert check(index, base(index)).pending == 1
+    again = put(index, wheel)  # the same bytes again: nothing new, but the pages catch up
+    assert again.entries == () and index / "simple" / "demo" in again.pages
+    assert [f["filename"] for f in page(index, "demo")["files"]] == [wheel.name]
+    report = check(index, base(index))
+    assert report.ok and report.pending == 0
