@@ -32,6 +32,7 @@ bench: setup postgres
     {{venv}}/bin/python bench/claims.py
     {{venv}}/bin/python bench/signing.py
     {{venv}}/bin/python bench/index_scale.py
+    {{venv}}/bin/python bench/bootstrap.py
 
 # podman, runc, debootstrap, QEMU for aarch64 (apt; idempotent).
 host:

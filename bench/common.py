@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from support.sdists import make_sdist  # noqa: E402
 from factory import config  # noqa: E402
 from factory.sigstore_stack import LocalSigstore  # noqa: E402
 
-__all__ = ["LocalIndex", "ROOT", "fixture_index", "make_sdist", "signing", "time_factory_build"]
+__all__ = ["LocalIndex", "ROOT", "fixture_index", "make_sdist", "signing", "time_factory_build", "warm_copy"]
 
 
 @contextlib.contextmanager
@@ -47,14 +48,30 @@ def fixture_index(project: str, dest: Path) -> tuple[LocalIndex, Path]:
 
 
 def time_factory_build(index_url: str, work: Path, spec: str, **env: str) -> tuple[float, dict]:
-    """Run the ``factory build`` CLI into an empty index; its wall time and its record."""
+    """Run the ``factory build`` CLI with ``work``'s index and state (empty, or a ``warm_copy``,
+    whose build requirements are there already); its wall time and the record of ``spec``."""
     environ = {**os.environ, "FACTORY_UPSTREAM": index_url, "FACTORY_INDEX_DIR": str(work / "index"),
-               "FACTORY_STATE_DIR": str(work / "state"), "FACTORY_RECIPES_DIR": str(work / "recipes"), **env}
-    (work / "recipes").mkdir(parents=True, exist_ok=True)
+               "FACTORY_STATE_DIR": str(work / "state"), "FACTORY_RECIPES_DIR": str(ROOT / "recipes"), **env}
+    before = set((work / "state" / "records").glob("*/*.json"))
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "factory", "build", spec], capture_output=True, text=True, env=environ)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"factory build {spec} failed:\n{done.stdout}{done.stderr}")
-    (record,) = (work / "state" / "records").glob("*/*.json")
-    return elapsed, json.loads(record.read_text())
+    project = spec.split("==")[0]
+    records = sorted(set((work / "state" / "records").glob(f"{project}/*.json")) - before)
+    return elapsed, json.loads(records[-1].read_text())
+
+
+def warm_copy(source: Path, dest: Path, project: str) -> None:
+    """``dest``: ``source``'s index without ``project`` (its build requirements stay) and its
+    state's caches (the sdist, the resolution, the discovered requirements): what a running
+    factory has when a new release of a known kind of project comes in."""
+    from factory.index.manifest import Manifest
+    from factory.index.publish import rebuild
+
+    shutil.copytree(source / "index", dest / "index", symlinks=True)
+    shutil.copytree(source / "state" / "cache", dest / "state" / "cache")
+    with Manifest.of(dest / "index") as manifest:
+        manifest.db.execute("DELETE FROM files WHERE project = ?", (project,))
+    rebuild(dest / "index", (dest / "index").resolve().as_uri() + "/")

@@ -15,29 +15,29 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.tree import Tree
 
 from factory import __version__, config, recipes
 from factory.failures import FactoryError
-from factory.pipeline import images
+from factory.pipeline import bootstrap, images
 from factory.pipeline.record import BuildRecord, TargetStatus, record_path
 from factory.pipeline.request import parse_request
 from factory.pipeline.run import run
 from factory.queue.misses import FORMATS
+from factory.targets import ARCHITECTURES
+
+if TYPE_CHECKING:
+    from factory.verify import IndexView, Input, SignatureCheck
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 STATUS_STYLE = {"built": "green", "partial": "yellow", "failed": "red", "skipped": "dim", "refused": "magenta",
-                "queued": "cyan", "building": "blue"}
+                "queued": "cyan", "building": "blue", "waiting": "cyan"}
 
 
 def _say(message: str) -> None:
@@ -54,9 +54,10 @@ def _raise_interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def _print_record(record: BuildRecord, cfg: config.Config) -> None:
+def _print_record(record: BuildRecord, cfg: config.Config, header: bool = True) -> None:
     version = f" {record.version}" if record.version and "==" not in record.request else ""
-    out.print(f"{_styled(record.status)} {record.request}{version}")
+    if header:  # else a tree printed it already
+        out.print(f"{_styled(record.status)} {record.request}{version}")
     for target in record.targets:
         detail = target.wheel if target.status is not TargetStatus.FAILED else \
             f"[bold]{target.failure_class or ''}[/bold] {target.reason}"
@@ -73,10 +74,7 @@ def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
     requests = [parse_request(spec) for spec in args.specs]  # all parsed before anything is built
     if args.build_id and len(requests) != 1:
         raise FactoryError("--build-id names the build of one request: give one NAME==VERSION")
-    if args.arch:
-        cfg = cfg.replace(archs=tuple(dict.fromkeys(args.arch)))
-    if args.python:
-        cfg = cfg.replace(pythons=config.check_pythons(tuple(dict.fromkeys(args.python)), "--python", cfg))
+    cfg = _narrowed(args, cfg)
     if args.no_sign:
         if not cfg.allow_unsigned:
             raise FactoryError("--no-sign publishes unsigned wheels: allow it in the config (allow-unsigned = true)")
@@ -89,13 +87,70 @@ def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
     for request in requests:
         if not args.json:
             err.print(f"[bold]build {request}[/bold]")
-        record = run(request, cfg, say, build_id=args.build_id)
-        done.append(record)
+        if args.build_id:  # a worker's build: the queue builds its dependencies, not this process
+            record = run(request, cfg, say, build_id=args.build_id)
+            done.append(record)
+            if not args.json:
+                _print_record(record, cfg)
+            continue
+        node = bootstrap.build(request, cfg, say)
+        done.append(node.record)
         if not args.json:
-            _print_record(record, cfg)
+            if node.dependencies:
+                out.print(_tree(node))
+            _print_record(node.record, cfg, header=not node.dependencies)
     if args.json:
         print(json.dumps([r.to_dict() for r in done], indent=2))
     return 0 if all(r.status == "built" for r in done) else 1
+
+
+def _tree(node: bootstrap.Node) -> Tree:
+    """The builds a request needed, as a tree: the request, its build dependencies below it."""
+    def label(n: bootstrap.Node) -> str:
+        version = f"=={n.record.version}" if n.record.version and "==" not in str(n.request) else ""
+        why = f" [bold]{n.record.failure_class}[/bold]: {n.record.reason}" if not n.ok and n.record.failure_class else ""
+        return f"{_styled(n.record.status)} {n.request}{version}{why}"
+
+    tree = Tree(label(node))
+
+    def grow(branch: Tree, n: bootstrap.Node) -> None:
+        for child in n.dependencies:
+            grow(branch.add(label(child)), child)
+
+    grow(tree, node)
+    return tree
+
+
+def cmd_rebuild_check(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.rebuild_check import rebuild_check
+
+    request = parse_request(args.spec)
+    cfg = _narrowed(args, cfg)
+    _local_stack(cfg, args.config)
+    report = rebuild_check(request, cfg, _say)
+    if report.record.status.value != "built":
+        _print_record(report.record, cfg)
+        out.print(f"[red]not reproduced[/red]: the rebuild of {request} did not build")
+        return 1
+    for wheel in report.wheels:
+        if wheel.identical:
+            out.print(f"[green]identical[/green] {wheel.filename} (sha256 {wheel.rebuilt_sha256})")
+            continue
+        out.print(f"[red]differs[/red]   {wheel.filename}", soft_wrap=True)
+        for line in wheel.differences:
+            out.print(f"  {line}", soft_wrap=True)
+    verdict = "[green]reproducible[/green]" if report.identical else "[red]not reproducible[/red]"
+    out.print(f"{verdict}: {sum(w.identical for w in report.wheels)} of {len(report.wheels)} wheels identical")
+    return 0 if report.identical else 1
+
+
+def _narrowed(args: argparse.Namespace, cfg: config.Config) -> config.Config:
+    """The config, narrowed to the targets given with --arch and --python."""
+    if args.arch:
+        cfg = cfg.replace(archs=tuple(dict.fromkeys(args.arch)))
+    if args.python:
+        cfg = cfg.replace(pythons=config.check_pythons(tuple(dict.fromkeys(args.python)), "--python", cfg))
+    return cfg
 
 
 def cmd_images(args: argparse.Namespace, cfg: config.Config) -> int:
@@ -209,9 +264,12 @@ def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
     with Ledger.open(cfg) as ledger:
         counts, top, failures, classes = (ledger.counts(), ledger.top_queued(args.top),
                                           ledger.recent_failures(args.top), ledger.failure_classes())
+        waiting = [(i, ledger.dependencies(i.id)) for i in ledger.waiting(args.top)]
     if args.json:
         item = lambda i: {**dataclasses.asdict(i), "state": str(i.state), "spec": i.spec}  # noqa: E731
         print(json.dumps({"counts": {str(s): n for s, n in counts.items()}, "top_queued": [item(i) for i in top],
+                          "waiting": [{**item(i), "dependencies": [{"project": p, "version": v, "state": str(s)}
+                                                                   for p, v, s in deps]} for i, deps in waiting],
                           "failure_classes": classes, "recent_failures": [item(i) for i in failures]}, indent=2))
         return 0
     where = _masked(cfg.queue_url) if cfg.queue_url else str(cfg.state_dir / "queue.sqlite3")
@@ -225,12 +283,19 @@ def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
     if top:
         table = Table(title="most wanted (queued); weight = (1 + hits)(1 + clients) e^(-days since last seen)",
                       title_justify="left")
-        for column in ("weight", "request", "hits", "clients", "last seen", "attempts"):
+        for column in ("weight", "request", "hits", "clients", "last seen", "attempts", "why"):
             table.add_column(column, justify="right" if column in ("weight", "hits", "clients", "attempts") else "left")
         now = time.time()
         for i in top:
             table.add_row(f"{ledger_weight(i.priority, now):.2f}", i.spec, str(i.hits), str(i.clients),
-                          _when(i.last_seen), str(i.attempts))
+                          _when(i.last_seen), str(i.attempts), i.origin or "misses")
+        out.print(table)
+    if waiting:
+        table = Table(title="waiting for build dependencies", title_justify="left")
+        for column in ("request", "waits for"):
+            table.add_column(column, overflow="fold")
+        for i, deps in waiting:
+            table.add_row(i.spec, ", ".join(f"{p}=={v} ({_styled(s)})" for p, v, s in deps))
         out.print(table)
     if failures:
         table = Table(title="recent failures " + ", ".join(f"({c}: {n})" for c, n in classes.items()), title_justify="left")
@@ -348,6 +413,8 @@ def cmd_verify(args: argparse.Namespace, cfg: config.Config) -> int:
         raise FactoryError("say what to verify: WHEEL..., a directory of wheels, or --env PATH")
     view = verify.IndexView(cfg.index_dir)
     check = verify.SignatureCheck(SigningSettings.from_config(cfg))
+    if args.deep:
+        return _verify_deep(args, view, check)
     findings = []
     for path in args.paths:
         if not path.exists():
@@ -371,6 +438,47 @@ def cmd_verify(args: argparse.Namespace, cfg: config.Config) -> int:
     if args.require_all and not all(f.trusted for f in report.findings):
         return 1
     return 1 if any(f.signature == "failed" for f in report.findings) else 0
+
+
+def _verify_deep(args: argparse.Namespace, view: IndexView, check: SignatureCheck) -> int:
+    """Every wheel's build inputs, all the way down: rebuilt and signed by us, or the first that was not."""
+    from factory import verify
+
+    if args.env:
+        raise FactoryError("--deep walks the provenance of wheel files: give WHEEL... or a directory, not --env")
+    roots = []
+    for path in args.paths:
+        if not path.exists():
+            raise FactoryError(f"{path}: no such file or directory")
+        roots += [verify.verify_deep(w, view, check) for w in verify.wheels_under(path)]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in roots], indent=2))
+    for root in roots:
+        if not args.json:
+            out.print(_input_tree(root))
+            bad = root.first_untrusted()
+            out.print(f"[green]trusted all the way down[/green]: {root.filename}" if bad is None else
+                      f"[red]not trusted[/red]: {root.filename}: first input not rebuilt and signed by this factory: "
+                      f"{bad.filename} ({bad.verdict}: {bad.detail})", soft_wrap=True)
+    return 0 if roots and all(r.trusted for r in roots) else 1
+
+
+def _input_tree(root: Input) -> Tree:
+    def label(node: Input) -> str:
+        style = "green" if node.verdict == "verified" else "red"
+        detail = f" ({node.detail})" if node.detail else ""
+        return f"[{style}]{node.verdict}[/{style}] {node.filename}{detail}"
+
+    tree = Tree(label(root))
+
+    def grow(branch: Tree, node: Input, seen: set[str]) -> None:
+        for child in node.inputs:
+            sub = branch.add(label(child))
+            if child.sha256 not in seen:  # each input's own inputs are shown once
+                grow(sub, child, seen | {child.sha256})
+
+    grow(tree, root, {root.sha256})
+    return tree
 
 
 def _local_stack(cfg: config.Config, config_path: Path | None) -> None:
@@ -420,12 +528,18 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build NAME==VERSION from its sdist and publish the wheels")
     b.add_argument("specs", nargs="+", metavar="NAME[==VERSION]")
-    b.add_argument("--arch", action="append", choices=config.ARCHITECTURES, help="only this architecture (repeatable)")
+    b.add_argument("--arch", action="append", choices=ARCHITECTURES, help="only this architecture (repeatable)")
     b.add_argument("--python", action="append", help="only this CPython, e.g. 3.13 (repeatable)")
     b.add_argument("--json", action="store_true", help="print the build records as JSON, nothing else")
     b.add_argument("--build-id", help=argparse.SUPPRESS)  # a worker names its build, to find its record
     b.add_argument("--no-sign", action="store_true", help="publish unsigned (only where allow-unsigned = true)")
     b.set_defaults(func=cmd_build)
+
+    rb = sub.add_parser("rebuild-check", help="build NAME==VERSION again and compare with the index, byte for byte")
+    rb.add_argument("spec", metavar="NAME==VERSION")
+    rb.add_argument("--arch", action="append", choices=ARCHITECTURES, help="only this architecture (repeatable)")
+    rb.add_argument("--python", action="append", help="only this CPython, e.g. 3.13 (repeatable)")
+    rb.set_defaults(func=cmd_rebuild_check)
 
     g = sub.add_parser("ingest", help="turn miss logs into queued build requests")
     g.add_argument("files", nargs="+", metavar="FILE", help="a miss log; - for standard input")
@@ -493,6 +607,8 @@ def parser() -> argparse.ArgumentParser:
     vf.add_argument("--env", action="append", type=Path, metavar="PATH", help="a virtualenv or site-packages")
     vf.add_argument("--json", action="store_true")
     vf.add_argument("--require-all", action="store_true", help="exit 1 unless every one is ours and verified")
+    vf.add_argument("--deep", action="store_true",
+                    help="walk each wheel's build inputs through the provenance: were they all rebuilt and signed by us?")
     vf.set_defaults(func=cmd_verify)
 
     sg = sub.add_parser("sigstore-stack", help="run factory's local Sigstore stack (OIDC issuer, CA, Rekor log)")
@@ -502,7 +618,7 @@ def parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("images", help="build the builder images (ensure), print their tags, remove old ones (prune)")
     i.add_argument("action", choices=["ensure", "tag", "prune"])
-    i.add_argument("--arch", action="append", choices=config.ARCHITECTURES)
+    i.add_argument("--arch", action="append", choices=ARCHITECTURES)
     i.set_defaults(func=cmd_images)
 
     rc = sub.add_parser("recipes", help="check every recipe in recipes-dir against the schema")

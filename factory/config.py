@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.failures import ConfigError
-from factory.targets import ARCHITECTURES, CPYTHON_SUITES
+from factory.targets import ARCHITECTURES, CPYTHONS
 
 #: The checkout factory runs from: recipes and container definitions ship beside the package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,9 +45,7 @@ def pip_index_url() -> str:
     if found:
         return found.get("install") or found["global"]
     try:
-        from pip._internal.models.index import (
-            PyPI,  # pip's own default, not ours to hard-code
-        )
+        from pip._internal.models.index import PyPI  # pip's own default, not ours to hard-code
     except ImportError as exc:  # pragma: no cover - pip is part of every venv
         raise ConfigError("no upstream index: set `upstream` in factory.toml or FACTORY_UPSTREAM") from exc
     return PyPI.simple_url
@@ -65,9 +63,9 @@ def _archs(value: tuple[str, ...]) -> str | None:
 
 
 def _pythons(value: tuple[str, ...]) -> str | None:
-    unknown = [p for p in value if p not in CPYTHON_SUITES]
+    unknown = [p for p in value if p not in CPYTHONS]
     if unknown:
-        known = ", ".join(CPYTHON_SUITES)
+        known = ", ".join(CPYTHONS)
         return f"no Debian suite provides CPython {unknown[0]!r} (known: {known})"
     return None
 

@@ -11,7 +11,7 @@ class FailureClass(enum.StrEnum):
     NO_SOURCE = "no-source"  # the release has no sdist (or no hash to verify it by)
     HASH_MISMATCH = "hash-mismatch"  # downloaded bytes differ from the hash the index declared
     NOT_FOUND = "not-found"  # no such project, version or file upstream
-    NETWORK = "network"  # the upstream could not be reached or answered with a server error
+    NETWORK = "network"  # the upstream could not be reached, or a build tried to reach the network
     UNSAFE_ARCHIVE = "unsafe-archive"  # the sdist would write outside its tree, or is too big
     MISSING_SYSTEM_LIBRARY = "missing-system-library"  # a header or library is not in the image
     COMPILE = "compile"  # the build backend or compiler failed
@@ -21,6 +21,10 @@ class FailureClass(enum.StrEnum):
     TEST = "test"  # the wheel built but its smoke test failed
     TIMEOUT = "timeout"  # the build ran longer than the configured limit
     SIGNING = "signing"  # the wheels could not be signed (no identity, Sigstore unreachable)
+    BUILD_REQUIREMENTS = "build-requirements"  # the build requirements cannot be found or resolved
+    DEPENDENCY_FAILED = "dependency-failed"  # a build dependency could not be built
+    DEPENDENCY_CYCLE = "dependency-cycle"  # build dependencies need each other: a recipe must seed one
+    NEEDS_RUST = "needs-rust"  # Rust crates cannot be fetched here, so Rust extensions cannot be built
     INTERNAL = "internal"  # a bug in factory itself
 
     @property

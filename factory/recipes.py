@@ -2,9 +2,10 @@
 
 A recipe is data, never code: it can pin a source, apply patches, install Debian packages in
 the build container, set environment variables and backend config settings, choose the
-toolchain, skip targets, and name a smoke test. Top-level keys apply to every version (or to
-those in ``versions``); each ``[[override]]`` applies to the versions its ``versions`` matches,
-in file order: its lists replace, its tables (``env``, ``config-settings``) are merged key by key.
+toolchain, adjust the build requirements, skip targets, and name a smoke test. Top-level keys
+apply to every version (or to those in ``versions``); each ``[[override]]`` applies to the
+versions its ``versions`` matches, in file order: its lists replace, its tables (``env``,
+``config-settings``, ``build-requires``) are merged key by key.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_name
-from packaging.version import Version
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from factory.failures import ConfigError
-from factory.targets import ARCHITECTURES, CPYTHON_SUITES
+from factory.targets import ARCHITECTURES, CPYTHONS
 
 TOOLCHAINS = ("zig", "gcc")
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
@@ -31,6 +33,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 
 class RecipeError(ConfigError):
@@ -70,6 +73,36 @@ class SmokeTest:
 
 
 @dataclasses.dataclass(frozen=True)
+class BuildRequires:
+    """How a recipe changes what the project asks for to build (``[build-requires]``)."""
+
+    pin: Mapping[NormalizedName, str] = dataclasses.field(default_factory=dict)  # name -> exact version
+    override: Mapping[NormalizedName, str] = dataclasses.field(default_factory=dict)  # name -> requirement
+    extra: tuple[str, ...] = ()  # requirements the project forgot to declare
+    drop: tuple[NormalizedName, ...] = ()  # requirements the build does not need (and must not have)
+    #: Taken from the upstream as binaries, to break a cycle no in-tree backend breaks; the record
+    #: and the provenance mark them so.
+    seed: tuple[NormalizedName, ...] = ()
+
+    def apply(self, requirements: list[str]) -> list[str]:
+        """The project's requirements as the recipe changes them."""
+        out: list[str] = []
+        for text in [*requirements, *self.extra]:
+            req = Requirement(text)
+            name = canonicalize_name(req.name)
+            if name in self.drop:
+                continue
+            if name in self.pin:
+                marker = f" ; {req.marker}" if req.marker else ""
+                text = f"{name}=={self.pin[name]}{marker}"
+            elif name in self.override:
+                text = self.override[name]
+            if text not in out:
+                out.append(text)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
 class Recipe:
     """What applies to one version of one project; all defaults when there is no recipe."""
 
@@ -85,6 +118,7 @@ class Recipe:
     pure: bool = False  # a pure-Python wheel is expected even though the sdist has compiled sources
     skip: tuple[Skip, ...] = ()
     test: SmokeTest | None = None
+    build_requires: BuildRequires = BuildRequires()
 
     def skipped(self, arch: str, python: str) -> Skip | None:
         return next((s for s in self.skip if s.matches(arch, python)), None)
@@ -185,10 +219,12 @@ class _Checker:
                     if arch is not None and arch not in ARCHITECTURES:
                         raise self.fail(f"{k}[{i}].arch", f"must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
                     python = t.get("python")
-                    if python is not None and python not in CPYTHON_SUITES:
-                        raise self.fail(f"{k}[{i}].python", f"must be one of {', '.join(CPYTHON_SUITES)}, got {python!r}")
+                    if python is not None and python not in CPYTHONS:
+                        raise self.fail(f"{k}[{i}].python", f"must be one of {', '.join(CPYTHONS)}, got {python!r}")
                     skips.append(Skip(self.string(f"{k}[{i}].reason", t["reason"]), arch, python))
                 out["skip"] = tuple(skips)
+            elif key == "build-requires":
+                out["build_requires"] = _build_requires(self, k, value)
             elif key == "test":
                 t = self.table(k, value, {"imports", "command", "requires"})
                 test = SmokeTest(
@@ -200,9 +236,45 @@ class _Checker:
                     raise self.fail(k, "needs `imports` or a `command`")
                 out["test"] = test
             else:
-                known = "versions, toolchain, system-packages, env, config-settings, patches, source, pure, skip, test, override"
+                known = ("versions, toolchain, system-packages, env, config-settings, patches, source, pure, skip, "
+                         "build-requires, test, override")
                 raise self.fail(k, f"unknown key (known: {known})")
         return out
+
+
+def _requirement(checker: _Checker, key: str, value: Any) -> str:
+    text = checker.string(key, value, what="a requirement such as \"cython>=3,<3.1\"")
+    try:
+        Requirement(text)
+    except InvalidRequirement as exc:
+        raise checker.fail(key, f"{text!r} is not a requirement: {exc}") from None
+    return text
+
+
+def _build_requires(checker: _Checker, key: str, value: Any) -> BuildRequires:
+    table = checker.table(key, value, {"pin", "override", "extra", "drop", "seed"})
+    pins = {}
+    for name, version in checker.table(f"{key}.pin", table.get("pin", {})).items():
+        checker.string(f"{key}.pin.{name}", version, what="an exact version such as \"3.0.12\"")
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise checker.fail(f"{key}.pin.{name}", f"{version!r} is not a version") from None
+        pins[canonicalize_name(name)] = version
+    overrides = {}
+    for name, text in checker.table(f"{key}.override", table.get("override", {})).items():
+        requirement = _requirement(checker, f"{key}.override.{name}", text)
+        if canonicalize_name(Requirement(requirement).name) != canonicalize_name(name):
+            raise checker.fail(f"{key}.override.{name}", f"{requirement!r} is not a requirement on {name}")
+        overrides[canonicalize_name(name)] = requirement
+    extra = tuple(_requirement(checker, f"{key}.extra[{i}]", v) for i, v in enumerate(table.get("extra", [])))
+    if not isinstance(table.get("extra", []), list):
+        raise checker.fail(f"{key}.extra", "must be a list of requirements")
+    seed = tuple(canonicalize_name(n) for n in checker.strings(f"{key}.seed", table.get("seed", []),
+                                                                  _PROJECT_NAME, "a project name"))
+    drop = tuple(canonicalize_name(n) for n in checker.strings(f"{key}.drop", table.get("drop", []),
+                                                                  _PROJECT_NAME, "a project name"))
+    return BuildRequires(pins, overrides, extra, drop, seed)
 
 
 def recipe_path(recipes_dir: Path, project: str) -> Path:
@@ -231,6 +303,11 @@ def _parse(path: Path, project: str) -> tuple[dict[str, Any], list[tuple[Specifi
     return base, overrides, scope
 
 
+def _merge(base: BuildRequires, more: BuildRequires) -> BuildRequires:
+    return BuildRequires({**base.pin, **more.pin}, {**base.override, **more.override}, more.extra or base.extra,
+                         more.drop or base.drop, more.seed or base.seed)
+
+
 def check(path: Path) -> None:
     """Validate one recipe file (raises :class:`RecipeError`)."""
     if canonicalize_name(path.stem) != path.stem:
@@ -252,6 +329,8 @@ def load(recipes_dir: Path, project: str, version: Version) -> Recipe:
             for key, value in extra.items():
                 if key in ("env", "config_settings"):
                     fields[key] = {**fields.get(key, {}), **value}
+                elif key == "build_requires" and "build_requires" in fields:
+                    fields[key] = _merge(fields[key], value)
                 else:
                     fields[key] = value
     digest = hashlib.sha256(path.read_bytes())

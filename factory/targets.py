@@ -15,9 +15,21 @@ from packaging.utils import parse_wheel_filename
 
 #: The newest glibc a published wheel may need: manylinux_2_28.
 MAX_GLIBC = (2, 28)
-#: The CPythons the builder images can hold, and the Debian suite each comes from.
-CPYTHON_SUITES = {"3.11": "bookworm", "3.13": "trixie", "3.14": "sid"}
 _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CPython:
+    """A CPython the builder images can hold."""
+
+    version: str
+    suite: str  # the Debian suite that carries it
+    released: str  # its first release: build tools older than that mostly cannot run on it
+
+
+CPYTHONS = {c.version: c for c in (CPython("3.11", "bookworm", "2022-10-24T00:00:00Z"),
+                                   CPython("3.13", "trixie", "2024-10-07T00:00:00Z"),
+                                   CPython("3.14", "sid", "2025-10-07T00:00:00Z"))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +104,14 @@ class Target:
     @property
     def tags(self) -> frozenset[Tag]:
         return _tags(self.arch, self.python)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The PEP 508 marker environment of this target's CPython on Linux."""
+        return {"implementation_name": "cpython", "implementation_version": f"{self.python}.0",
+                "os_name": "posix", "platform_machine": self.arch, "platform_python_implementation": "CPython",
+                "platform_system": "Linux", "python_full_version": f"{self.python}.0",
+                "python_version": self.python, "sys_platform": "linux"}
 
 
 @functools.lru_cache(maxsize=None)

@@ -86,6 +86,11 @@ class SignatureCheck:
 
     def check(self, bundle_path: Path, filename: str, sha256: str) -> tuple[str, str]:
         """("verified", "") or ("failed", why) for one wheel's bundle."""
+        verdict, why, _ = self.statement(bundle_path, filename, sha256)
+        return verdict, why
+
+    def statement(self, bundle_path: Path, filename: str, sha256: str) -> tuple[str, str, dict | None]:
+        """Like :meth:`check`, with the signed in-toto statement when the signature holds."""
         from sigstore.models import Bundle
         from sigstore.verify import Verifier
         from sigstore.verify.policy import Identity
@@ -96,11 +101,11 @@ class SignatureCheck:
                 bundle, Identity(identity=self.identity, issuer=self.issuer))
             statement = json.loads(payload)
         except Exception as exc:  # sigstore raises its own errors for each way a bundle can be wrong
-            return "failed", f"signature does not verify: {exc}"
+            return "failed", f"signature does not verify: {exc}", None
         subjects = {(s.get("name"), s.get("digest", {}).get("sha256")) for s in statement.get("subject", [])}
         if (filename, sha256) not in subjects:
-            return "failed", "the signed statement is for another file"
-        return "verified", ""
+            return "failed", "the signed statement is for another file", None
+        return "verified", "", statement
 
 
 class IndexView:
@@ -207,3 +212,76 @@ def verify_environment(env: Path, view: IndexView, check: SignatureCheck) -> Ite
 def wheels_under(path: Path) -> list[Path]:
     """Wheel files: the path itself, or every wheel below a directory (a wheelhouse, a pip cache)."""
     return sorted(path.rglob("*.whl")) if path.is_dir() else [path]
+
+
+# -- verify --deep -----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """A wheel and, below it, the build requirements its provenance names, each checked the same
+    way: ours (its sha256 is one the index published) and signed by us."""
+
+    name: str
+    filename: str
+    sha256: str
+    verdict: str  # "verified", or why not: "failed", "unsigned", "not ours", "upstream binary"
+    detail: str
+    inputs: tuple[Input, ...] = ()
+
+    @property
+    def trusted(self) -> bool:
+        """Rebuilt and signed by us, and so is every input below it."""
+        return self.verdict == "verified" and all(i.trusted for i in self.inputs)
+
+    def first_untrusted(self) -> Input | None:
+        """The first input, depth first, that was not rebuilt and signed by us."""
+        if self.verdict != "verified":
+            return self
+        return next((found for i in self.inputs if (found := i.first_untrusted()) is not None), None)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "filename": self.filename, "sha256": self.sha256, "verdict": self.verdict,
+                "detail": self.detail, "trusted": self.trusted, "inputs": [i.to_dict() for i in self.inputs]}
+
+
+def verify_deep(path: Path, view: IndexView, check: SignatureCheck) -> Input:
+    """Walk a wheel's build inputs, all the way down, through the index's provenance."""
+    memo: dict[str, Input] = {}
+    name = parse_wheel_filename(path.name)[0] if path.name.endswith(".whl") else path.name
+    return _deep(name, path.name, sha256_file(path), view, check, memo, ())
+
+
+def _deep(name: str, filename: str, sha256: str, view: IndexView, check: SignatureCheck, memo: dict[str, Input],
+          below: tuple[str, ...], origin: str = "factory") -> Input:
+    if sha256 in memo:
+        return memo[sha256]
+    entry = view.by_sha256(sha256)
+    if entry is None:
+        verdict = "upstream binary" if origin == "upstream-binary" else "not ours"
+        why = ("a recipe's seed: the upstream's wheel, not rebuilt" if origin == "upstream-binary"
+               else "not a file the index published")
+        found = Input(name, filename, sha256, verdict, why)
+    elif sha256 in below:  # a provenance naming its own ancestor: cannot be, but must not loop
+        found = Input(name, filename, sha256, "failed", "the provenance names a cycle")
+    else:
+        bundle = view.path(entry).with_name(entry.filename + ".sigstore.json")
+        if not bundle.is_file():
+            found = Input(name, entry.filename, sha256, "unsigned", "no signature (bundle) beside it in the index")
+        else:
+            verdict, why, statement = check.statement(bundle, entry.filename, entry.sha256)
+            inputs: list[Input] = []
+            for dependency in _build_requirements(statement):
+                digest = dependency.get("digest", {}).get("sha256", "")
+                notes = dependency.get("annotations", {})
+                inputs.append(_deep(notes.get("project", "?"), notes.get("filename", dependency.get("uri", "?")), digest,
+                                    view, check, memo, (*below, sha256), notes.get("origin", "factory")))
+            found = Input(entry.project, entry.filename, sha256, verdict, why, tuple(inputs))
+    memo[sha256] = found
+    return found
+
+
+def _build_requirements(statement: dict | None) -> list[dict]:
+    if not statement:
+        return []
+    deps = statement.get("predicate", {}).get("buildDefinition", {}).get("resolvedDependencies", [])
+    return [d for d in deps if d.get("name") == "build-requirement"]

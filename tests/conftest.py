@@ -10,15 +10,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.index_server import LocalIndex
+from support.index_server import FIXTURE_UPLOADED, LocalIndex
 from support.sdists import MALICIOUS, make_sdist, malicious_sdist
+from support.wheels import make_wheel
 
 from factory import config as factory_config
-from factory.pipeline import images
+from factory.config import PROJECT_ROOT
+from factory.index.manifest import Manifest
+from factory.index.publish import rebuild
+from factory.pipeline import bootstrap, images
+from factory.pipeline.request import BuildRequest
+from factory.pipeline.requirements import Resolver, cutoff
 from factory.sigstore_stack import LocalSigstore
 
 FIXTURES = ["fixture-pure", "fixture-cext", "fixture-cpp", "fixture-newglibc", "fixture-abi3", "fixture-no313",
-            "fixture-gnuc", "fixture-needsyaml"]
+            "fixture-gnuc", "fixture-needsyaml", "fixture-network", "fixture-tool", "fixture-uses-tool",
+            "fixture-broken-tool", "fixture-uses-broken-tool", "fixture-hatch", "fixture-flit", "fixture-self",
+            "fixture-rust"]
+#: Fixture build tools the upstream also offers as wheels: resolution reads wheel metadata only.
+TOOL_WHEELS = ["fixture-tool", "fixture-broken-tool", "fixture-self"]
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +43,9 @@ def local_index(sdists: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
     with LocalIndex(fallback=factory_config.pip_index_url()) as index:
         for name, path in sdists.items():
             index.add_file(name, path)
+        wheels = tmp_path_factory.mktemp("tool-wheels")
+        for name in TOOL_WHEELS:
+            index.add_file(name, make_wheel(wheels, name, "1.0.0"))
         other = tmp_path_factory.mktemp("other-sdists")
         # A declared hash that does not match the bytes.
         bad = other / "fixture_badhash-1.0.0.tar.gz"
@@ -83,15 +96,55 @@ def signing_env(stack: LocalSigstore) -> dict[str, str]:
             "FACTORY_LOCAL_SIGSTORE_SECRET": str(stack.token_secret_path)}
 
 
-@pytest.fixture
-def config(local_index: LocalIndex, tmp_path: Path, sigstore_stack: LocalSigstore) -> factory_config.Config:
-    """factory's config for one test: its own index, state and (empty) recipes, the local
-    upstream, and one target (cp311 on x86_64) unless the test asks for more."""
-    (tmp_path / "recipes").mkdir()
-    env = {"FACTORY_UPSTREAM": local_index.url, "FACTORY_INDEX_DIR": str(tmp_path / "index"),
-           "FACTORY_STATE_DIR": str(tmp_path / "state"), "FACTORY_RECIPES_DIR": str(tmp_path / "recipes"),
-           "FACTORY_ARCHS": "x86_64", "FACTORY_PYTHONS": "3.11", **signing_env(sigstore_stack)}
+def _config(local_index: LocalIndex, root: Path, stack: LocalSigstore) -> factory_config.Config:
+    """factory's config under ``root``: its own index, state, and the build tools' recipes (a
+    test adds its own), the local upstream, and one target (cp311 on x86_64)."""
+    recipes = root / "recipes"
+    recipes.mkdir(parents=True)
+    for name in BUILD_TOOL_RECIPES:
+        shutil.copyfile(PROJECT_ROOT / "recipes" / name, recipes / name)
+    env = {"FACTORY_UPSTREAM": local_index.url, "FACTORY_INDEX_DIR": str(root / "index"),
+           "FACTORY_STATE_DIR": str(root / "state"), "FACTORY_RECIPES_DIR": str(recipes),
+           "FACTORY_ARCHS": "x86_64", "FACTORY_PYTHONS": "3.11", **signing_env(stack)}
     return factory_config.load(None, env)
+
+
+#: Recipes factory ships for build tools, which every test's builds may need.
+BUILD_TOOL_RECIPES = ("setuptools.toml", "cython.toml")
+
+
+@pytest.fixture(scope="session")
+def tools_index(local_index: LocalIndex, tmp_path_factory: pytest.TempPathFactory, sigstore_stack: LocalSigstore,
+                builder_image: images.BuilderImage) -> Path:
+    """An index holding what the fixture projects need to build (setuptools, as of their upload
+    time), bootstrapped once for the session: each container test's index starts as a copy."""
+    cfg = _config(local_index, tmp_path_factory.mktemp("tools"), sigstore_stack)
+    as_of = cutoff(FIXTURE_UPLOADED, cfg.image_pythons)
+    for pin in Resolver(cfg.upstream, cfg.cache_dir, "3.11", cfg.http_timeout).resolve(["setuptools>=61"], as_of):
+        node = bootstrap.build(BuildRequest(pin.name, pin.version), cfg)
+        assert node.ok, f"bootstrapping {pin}: {node.record.failure_class}: {node.record.reason}"
+    return cfg.index_dir
+
+
+@pytest.fixture
+def config(request: pytest.FixtureRequest, local_index: LocalIndex, tmp_path: Path,
+           sigstore_stack: LocalSigstore) -> factory_config.Config:
+    """factory's config for one test (see ``_config``); a container test's index starts with the
+    build tools of the fixtures (``tools_index``), as a user's would after its first builds."""
+    cfg = _config(local_index, tmp_path, sigstore_stack)
+    if request.node.get_closest_marker("container"):
+        shutil.copytree(request.getfixturevalue("tools_index"), cfg.index_dir, symlinks=True)
+        rebuild(cfg.index_dir, cfg.index_url)  # its pages name their own directory
+    return cfg
+
+
+def assert_not_published(cfg: factory_config.Config, project: str) -> None:
+    """Nothing of ``project`` reached the index: no file, no page."""
+    manifest = Manifest.existing(cfg.index_dir)
+    if manifest is not None:
+        with manifest:
+            assert manifest.files(project) == []
+    assert not (cfg.index_dir / "simple" / project).exists()
 
 
 def _image(tmp_path_factory: pytest.TempPathFactory, arch: str) -> images.BuilderImage:

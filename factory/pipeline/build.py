@@ -4,7 +4,10 @@ Projects with compiled sources go through cibuildwheel, once per architecture wi
 Python of that architecture in one container (abi3 wheels are then built once). factory writes
 the whole cibuildwheel configuration and always passes ``--config-file``, so a project's own
 ``[tool.cibuildwheel]`` (and its shell hooks) is never obeyed; ``CIBW_*`` variables from the
-caller's environment are dropped too. Containers run with ``--runtime runc`` and no host mount.
+caller's environment are dropped too. Containers run with ``--runtime runc``, no host mount and
+no network: pip in them finds the build requirements in factory's own index, mounted read-only,
+pinned by a constraints file (see buildenv.py). Debian packages a recipe names are in the image
+already (images.with_packages), so nothing is fetched during a build.
 
 When that one run fails, each Python is built on its own, so that one failing target does not
 lose the others. When zig cannot compile a project, the build is retried with the image's gcc;
@@ -31,6 +34,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from factory.failures import BuildFailure, FailureClass
 from factory.pipeline import repair
+from factory.pipeline.buildenv import BuildEnvironment
 from factory.pipeline.diagnose import classify, tail
 from factory.pipeline.images import BuilderImage
 from factory.pipeline.unpack import SourceTree
@@ -63,9 +67,8 @@ class BuildKind(enum.Enum):
 class BuildSettings:
     """What a build needs besides the tree and the recipe (resolved once from the config)."""
 
-    network: str
     timeout: float
-    upstream: str  # where pip in the container finds build dependencies
+    env: BuildEnvironment  # the build requirements' only source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,37 +116,31 @@ def _toml(value: object) -> str:
     raise TypeError(value)
 
 
-def apt_install(packages: Sequence[str]) -> str:
-    """Shell that installs Debian packages in a build container (names validated by the recipe
-    schema); the image's package lists may be stale, so a failure refreshes them once."""
-    names = " ".join(shlex.quote(p) for p in packages)
-    install = f"apt-get install -y -qq --no-install-recommends {names}"
-    return f"{{ {install} || {{ apt-get update -qq && {install}; }}; }} >/dev/null"
-
-
 def cibuildwheel_config(image: BuilderImage, recipe: Recipe, pythons: Sequence[str], toolchain: str,
-                        settings: BuildSettings, label: str) -> str:
+                        settings: BuildSettings, label: str, epoch: int) -> str:
     """The complete cibuildwheel configuration for one architecture, as TOML."""
     arch = image.spec.arch
     create_args = [
         *podman.RUNTIME,
-        f"--network={settings.network}",
+        "--network=none",
         f"--label={label}",
         f"--volume={image.spec.zig_cache_volume}:/opt/zig-cache",
+        *(f"--volume={volume}" for volume in settings.env.volumes),
     ]
-    env = {**recipe.env, **(GCC_ENV if toolchain == "gcc" else {})}
+    env = {**recipe.env, **(GCC_ENV if toolchain == "gcc" else {}), **settings.env.variables,
+           "SOURCE_DATE_EPOCH": str(epoch)}
     options = {
         "build": " ".join(f"cp{p.replace('.', '')}-*" for p in pythons),
         "skip": "*-musllinux_*",
         "archs": [arch.name],
         "build-frontend": "build",
         "build-verbosity": 1,
-        "before-all": apt_install(recipe.system_packages) if recipe.system_packages else "",
+        "before-all": "",
         "before-build": "",
         "test-command": "",
         "audit-command": "",
         "environment": env,
-        "environment-pass": ["PIP_INDEX_URL"],
+        "environment-pass": [],
         "config-settings": dict(recipe.config_settings),
         "repair-wheel-command": repair.REPAIR_COMMAND,
         f"manylinux-{arch.name}-image": image.tag,
@@ -155,9 +152,10 @@ def cibuildwheel_config(image: BuilderImage, recipe: Recipe, pythons: Sequence[s
     return "\n".join(lines) + "\n"
 
 
-def _environment(tree: SourceTree, settings: BuildSettings) -> dict[str, str]:
+def _environment(tree: SourceTree) -> dict[str, str]:
+    """cibuildwheel's own environment on the host: the caller's, without CIBW_* (factory's config
+    file says everything)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
-    env["PIP_INDEX_URL"] = settings.upstream
     env["SOURCE_DATE_EPOCH"] = str(tree.epoch)
     return env
 
@@ -209,14 +207,14 @@ class Builder:
 
     def _cibuildwheel(self, image: BuilderImage, pythons: Sequence[str], toolchain: str) -> list[Path]:
         name = f"{image.spec.arch.name}-{'-'.join(p.replace('.', '') for p in pythons)}-{toolchain}"
-        text = cibuildwheel_config(image, self.recipe, pythons, toolchain, self.settings, self.label)
+        text = cibuildwheel_config(image, self.recipe, pythons, toolchain, self.settings, self.label, self.tree.epoch)
         self.configs.append(text)
         config_file = self.work / f"cibuildwheel-{name}.toml"
         config_file.write_text(text)
         out = self.work / f"wheelhouse-{name}"
         cmd = [sys.executable, "-m", "cibuildwheel", "--platform", "linux", "--output-dir", str(out),
                "--config-file", str(config_file.resolve()), "."]
-        code, log = run_logged(cmd, cwd=self.tree.root, env=_environment(self.tree, self.settings),
+        code, log = run_logged(cmd, cwd=self.tree.root, env=_environment(self.tree),
                                log_path=self.work / f"build-{name}.log", timeout=self.settings.timeout,
                                label=self.label)
         if code == CIBW_PURE_WHEEL:
@@ -294,12 +292,11 @@ class Builder:
         )
         script = (f'work=$(mktemp -d) && cp -a /src "$work/src" && cd "$work/src" && '
                   f"/opt/python/{cp}-{cp}/bin/python -m build --wheel --outdir /out {settings} .")
-        if self.recipe.system_packages:
-            script = apt_install(self.recipe.system_packages) + " && " + script
-        cmd = podman.run_args(image.tag, network=self.settings.network, label=self.label,
-                              volumes=[f"{self.tree.root.resolve()}:/src:ro", f"{out.resolve()}:/out"],
-                              pass_env=["PIP_INDEX_URL", "SOURCE_DATE_EPOCH", *self.recipe.env])
-        env = {**_environment(self.tree, self.settings), **self.recipe.env}
+        variables = {**self.recipe.env, **self.settings.env.variables, "SOURCE_DATE_EPOCH": str(self.tree.epoch)}
+        cmd = podman.run_args(image.tag, network="none", label=self.label,
+                              volumes=[f"{self.tree.root.resolve()}:/src:ro", f"{out.resolve()}:/out",
+                                       *self.settings.env.volumes], pass_env=list(variables))
+        env = {**_environment(self.tree), **variables}
         code, log = run_logged([*cmd, "sh", "-c", script], cwd=self.tree.root, env=env,
                                log_path=self.work / "build-pure.log", timeout=self.settings.timeout, label=self.label)
         if code != 0:

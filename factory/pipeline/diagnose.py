@@ -21,7 +21,8 @@ _MISSING_LIBRARY = [
 ]
 _NETWORK = re.compile(
     r"(Could not fetch URL|Max retries exceeded|Connection (?:refused|reset)|Temporary failure in name resolution"
-    r"|Network is unreachable|Read timed out)"
+    r"|Network is unreachable|Read timed out|Name or service not known|No address associated with hostname"
+    r"|Could not resolve host|getaddrinfo failed)"
 )
 _NO_BUILD_DEP = re.compile(r"No matching distribution found for (\S+)")
 _ERROR_LINE = re.compile(r"(?:^|\s)(?:error|Error|ERROR)(?:\[E\d+\])?:\s*(.+)")
@@ -46,10 +47,16 @@ def classify(log: str, what: str) -> BuildFailure:
     # Network first: when the index cannot be reached, pip ends with "No matching distribution"
     # too, and that must stay a transient failure, not a permanent not-found.
     if m := _NETWORK.search(log):
-        return BuildFailure(FailureClass.NETWORK, f"{what}: network error in the container: {m.group(1)}", log_tail=kept)
+        line = next((x.strip() for x in log.splitlines() if m.group(1) in x), m.group(1))
+        return BuildFailure(FailureClass.NETWORK, f"{what}: the build tried to reach the network, and builds run "
+                                                  f"without one (what they need comes from factory's index): "
+                                                  f"{line[:300]}", log_tail=kept)
     if m := _NO_BUILD_DEP.search(log):
         return BuildFailure(
-            FailureClass.NOT_FOUND, f"build dependency {m.group(1)} is not on the upstream index", log_tail=kept
+            FailureClass.BUILD_REQUIREMENTS,
+            f"{what}: build requirement {m.group(1)} is not in factory's index: the backend asked for it while "
+            "building, not when asked for its requirements; add it to the recipe's [build-requires] extra",
+            log_tail=kept,
         )
     errors = [m.group(1).strip() for line in log.splitlines() if (m := _ERROR_LINE.search(line))]
     # The first compiler error is usually the cause; the last lines are the tools giving up.

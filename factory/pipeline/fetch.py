@@ -1,4 +1,4 @@
-"""Fetch: download an sdist into a content-addressed cache, checking its sha256."""
+"""Fetch: download an sdist (or a seed wheel) into a content-addressed cache, checking its sha256."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from factory.failures import BuildFailure, FailureClass
-from factory.pipeline.resolve import Release
+from factory.pipeline.resolve import Release, SourceFile
 from factory.plumbing.files import CHUNK, sha256_file
 
 
@@ -24,9 +24,9 @@ class Source:
     sha256: str
 
 
-def cache_path(cache_dir: Path, sha256: str, filename: str) -> Path:
+def cache_path(cache_dir: Path, sha256: str, filename: str, kind: str = "sdists") -> Path:
     """Where the file with this hash lives in the cache (``sdists/ab/<sha256>/<filename>``)."""
-    return cache_dir / "sdists" / sha256[:2] / sha256 / filename
+    return cache_dir / kind / sha256[:2] / sha256 / filename
 
 
 def fetch(release: Release, cache_dir: Path, client: httpx.Client) -> Source:
@@ -34,12 +34,16 @@ def fetch(release: Release, cache_dir: Path, client: httpx.Client) -> Source:
 
     The bytes must hash to what the index declared; on a mismatch nothing is kept.
     """
-    sdist = release.sdist
+    return Source(release, download(release.sdist, cache_dir, client), release.sdist.sha256)
+
+
+def download(sdist: SourceFile, cache_dir: Path, client: httpx.Client, kind: str = "sdists") -> Path:
+    """A file the upstream declared, from the cache or downloaded, its sha256 checked."""
     # The file name comes from the upstream: use only its last component.
     filename = os.path.basename(sdist.filename)
-    target = cache_path(cache_dir, sdist.sha256, filename)
+    target = cache_path(cache_dir, sdist.sha256, filename, kind)
     if target.is_file() and sha256_file(target) == sdist.sha256:
-        return Source(release, target, sdist.sha256)
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
@@ -66,4 +70,4 @@ def fetch(release: Release, cache_dir: Path, client: httpx.Client) -> Source:
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
-    return Source(release, target, sdist.sha256)
+    return target

@@ -17,20 +17,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from factory.config import Config
-from factory.failures import ConfigError, FactoryError
+from factory.failures import BuildFailure, ConfigError, FactoryError, FailureClass
+from factory.pipeline.record import SystemPackage
 from factory.plumbing import podman
-from factory.targets import ARCHES, CPYTHON_SUITES, Arch
+from factory.plumbing.files import write_text
+from factory.targets import ARCHES, CPYTHONS, Arch
 
 #: Bump to rebuild every image when the way images are made changes.
 RECIPE_VERSION = "1"
@@ -61,7 +65,7 @@ class ImageSpec:
     @property
     def python_suites(self) -> str:
         """``3.11=bookworm 3.13=trixie``: each CPython and the suite it is installed from."""
-        return " ".join(f"{p}={CPYTHON_SUITES[p]}" for p in self.pythons)
+        return " ".join(f"{p}={CPYTHONS[p].suite}" for p in self.pythons)
 
     @property
     def base_tag(self) -> str:
@@ -86,14 +90,21 @@ class ImageSpec:
 
 @dataclasses.dataclass(frozen=True)
 class BuilderImage:
-    """A builder image that exists locally."""
+    """A builder image that exists locally: the builder itself, or the builder with Debian
+    packages a build needs (``packages``)."""
 
     spec: ImageSpec
     id: str
+    packages: tuple[SystemPackage, ...] = ()
 
     @property
     def tag(self) -> str:
-        return self.spec.tag
+        return derived_tag(self.spec.tag, [p.name for p in self.packages]) if self.packages else self.spec.tag
+
+
+def derived_tag(base: str, packages: Sequence[str]) -> str:
+    """The tag of ``base`` with ``packages`` installed."""
+    return f"{base}-debs-{_hash(sorted(set(packages)))}"
 
 
 #: What in containers/ goes into an image (host-setup, say, does not).
@@ -255,6 +266,45 @@ def ensure(config: Config, arch: str, say: Log = lambda _: None) -> BuilderImage
     return BuilderImage(spec, podman.image_id(spec.tag))
 
 
+def with_packages(config: Config, image: BuilderImage, packages: Sequence[str], why: Mapping[str, str],
+                  say: Log = lambda _: None) -> BuilderImage:
+    """``image`` with the Debian ``packages`` installed, built once (on the host's network, so that
+    builds need none) and kept; the versions installed are recorded beside the state."""
+    names = sorted(set(packages))
+    if not names:
+        return image
+    tag = derived_tag(image.spec.tag, names)
+    versions_file = config.state_dir / "images" / (tag.rsplit(":", 1)[1] + ".debs.json")
+    if not podman.image_exists(tag):
+        say(f"installing {', '.join(names)} into a builder image for {image.spec.arch.name}")
+        work = config.state_dir / "images"
+        work.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=work, prefix="debs-") as tmp:
+            containerfile = Path(tmp) / "Containerfile"
+            listed = " ".join(shlex.quote(n) for n in names)
+            containerfile.write_text(
+                f"FROM {image.spec.tag}\n"
+                f"RUN {{ apt-get install -y -qq --no-install-recommends {listed} || {{ apt-get update -qq && "
+                f"apt-get install -y -qq --no-install-recommends {listed}; }}; }} >/dev/null && apt-get clean\n")
+            done = subprocess.run(
+                ["podman", "build", *podman.RUNTIME, "--network=host", f"--arch={image.spec.arch.debian}", "--tag", tag,
+                 "--file", str(containerfile), tmp], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            said = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("E:")]
+            raise BuildFailure(FailureClass.RECIPE, f"apt cannot install {', '.join(names)} into the builder image: "
+                                                    f"{' / '.join(said[-3:]) or done.stderr.strip()[-300:]}")
+        versions_file.unlink(missing_ok=True)
+    if versions_file.is_file():
+        versions = json.loads(versions_file.read_text())
+    else:
+        shown = podman.podman("run", "--rm", *podman.RUNTIME, "--network=none", tag, "dpkg-query", "-W",
+                              "-f", "${Package}=${Version}\\n", *names)
+        versions = dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
+        write_text(versions_file, json.dumps(versions, indent=1, sort_keys=True))
+    installed = tuple(SystemPackage(n, versions.get(n, ""), why.get(n, "recipe")) for n in names)
+    return BuilderImage(image.spec, podman.image_id(tag), installed)
+
+
 def prune(config: Config) -> list[str]:
     """Remove factory's images and zig cache volumes that the current inputs no longer name."""
     keep: set[str] = set()
@@ -264,7 +314,8 @@ def prune(config: Config) -> list[str]:
     removed = []
     listed = podman.podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
     for ref in listed:
-        if ref.startswith(("localhost/factory-builder:", "localhost/factory-base:")) and ref not in keep:
+        kept = ref in keep or ref.split("-debs-")[0] in keep  # an image with packages lives as long as its base
+        if ref.startswith(("localhost/factory-builder:", "localhost/factory-base:")) and not kept:
             if podman.podman("rmi", ref, check=False).returncode == 0:
                 removed.append(ref)
     for volume in podman.podman("volume", "ls", "--quiet").stdout.split():

@@ -26,6 +26,7 @@ class BuildStatus(enum.StrEnum):
     BUILT = "built"  # every target that was not skipped has a wheel in the index
     PARTIAL = "partial"  # some have
     FAILED = "failed"  # none has
+    WAITING = "waiting"  # build dependencies must be built first (``waiting_for``); then build again
 
 
 class TargetStatus(enum.StrEnum):
@@ -112,6 +113,51 @@ class SignatureInfo:
     issuer: str
 
 
+class Origin(enum.StrEnum):
+    """Where a build input came from."""
+
+    FACTORY = "factory"  # rebuilt from source and signed by factory, from its own index
+    UPSTREAM_BINARY = "upstream-binary"  # a recipe's seed: the upstream's wheel, hash-checked, not rebuilt
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildInput:
+    """A wheel installed into the build environment (a build requirement, or what it needs)."""
+
+    name: str
+    version: str
+    filename: str
+    sha256: str
+    uri: str
+    origin: Origin
+    targets: tuple[str, ...]  # the targets whose build installed it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "origin": str(self.origin), "targets": list(self.targets)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BuildInput:
+        return cls(**{**data, "origin": Origin(data["origin"]), "targets": tuple(data["targets"])})
+
+
+@dataclasses.dataclass(frozen=True)
+class SystemPackage:
+    """A Debian package installed into the build image, and why."""
+
+    name: str
+    version: str
+    why: str  # "recipe", or what led to it
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirements:
+    """What the project asked for to build, and as of when it was resolved."""
+
+    requested: tuple[str, ...]  # [build-system].requires and the backend's dynamic ones, as the recipe changed them
+    pins: tuple[str, ...]  # the resolution: name==version ; marker
+    cutoff: str | None  # the release's upload time; None when the upstream does not say
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildRecord:
     """What one build did. ``targets`` holds each target's own outcome; ``failure_class`` and
@@ -133,6 +179,10 @@ class BuildRecord:
     wheels: tuple[WheelInfo, ...] = ()
     published: tuple[str, ...] = ()
     signatures: tuple[SignatureInfo, ...] = ()
+    requirements: Requirements | None = None
+    inputs: tuple[BuildInput, ...] = ()
+    system_packages: tuple[SystemPackage, ...] = ()
+    waiting_for: tuple[str, ...] = ()  # NAME==VERSION of build dependencies not in the index yet
     failure_class: FailureClass | None = None
     reason: str | None = None
     log_tail: str = ""
@@ -143,11 +193,13 @@ class BuildRecord:
         data["status"] = str(self.status)
         data["failure_class"] = str(self.failure_class) if self.failure_class else None
         data["targets"] = [t.to_dict() for t in self.targets]
-        for name in ("source", "recipe"):
+        for name in ("source", "recipe", "requirements"):
             data[name] = dataclasses.asdict(data[name]) if data[name] is not None else None
-        for name in ("images", "wheels", "signatures"):
+        for name in ("images", "wheels", "signatures", "system_packages"):
             data[name] = [dataclasses.asdict(x) for x in data[name]]
+        data["inputs"] = [i.to_dict() for i in self.inputs]
         data["published"] = list(self.published)
+        data["waiting_for"] = list(self.waiting_for)
         return data
 
     def to_json(self) -> str:
@@ -167,6 +219,11 @@ class BuildRecord:
             wheels=tuple(WheelInfo(**w) for w in data.get("wheels", [])),
             published=tuple(data.get("published", [])),
             signatures=tuple(SignatureInfo(**s) for s in data.get("signatures", [])),
+            requirements=Requirements(tuple(data["requirements"]["requested"]), tuple(data["requirements"]["pins"]),
+                                      data["requirements"]["cutoff"]) if data.get("requirements") else None,
+            inputs=tuple(BuildInput.from_dict(i) for i in data.get("inputs", [])),
+            system_packages=tuple(SystemPackage(**s) for s in data.get("system_packages", [])),
+            waiting_for=tuple(data.get("waiting_for", [])),
             failure_class=FailureClass(data["failure_class"]) if data.get("failure_class") else None,
             reason=data.get("reason"), log_tail=data.get("log_tail", ""),
             factory_version=data.get("factory_version", ""),

@@ -30,6 +30,7 @@ class SourceFile:
     requires_python: str | None = None
     size: int | None = None
     yanked: str | None = None  # the reason, when the file is yanked ("" if none was given)
+    upload_time: str | None = None  # PEP 700, ISO 8601; None when the index does not say
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Release:
     project: NormalizedName
     version: Version
     sdist: SourceFile
+    #: When the release appeared upstream (its sdist's PEP 700 upload time, else its first file's):
+    #: build requirements are resolved as they were then. None when the index does not say.
+    uploaded: str | None = None
 
 
 def _file_version(filename: str, project: NormalizedName) -> tuple[Version, bool] | None:
@@ -79,7 +83,7 @@ def project_page(client: httpx.Client, upstream: str, project: NormalizedName) -
     return str(response.url), details
 
 
-def _source_file(page_url: str, entry: simple.ProjectFileDetails) -> SourceFile:
+def source_file(page_url: str, entry: simple.ProjectFileDetails) -> SourceFile:
     yanked = entry.get("yanked", False)
     return SourceFile(
         filename=entry["filename"],
@@ -88,6 +92,7 @@ def _source_file(page_url: str, entry: simple.ProjectFileDetails) -> SourceFile:
         requires_python=entry.get("requires-python") or None,
         size=entry.get("size"),
         yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
+        upload_time=entry.get("upload-time") or None,
     )
 
 
@@ -100,14 +105,16 @@ def choose(request: BuildRequest, page_url: str, details: simple.ProjectDetails)
     """Pick the sdist for ``request`` among a project page's files."""
     project = request.project
     versions: dict[Version, list[SourceFile]] = {}
+    uploads: dict[Version, list[str]] = {}
     for entry in details["files"]:
         parsed = _file_version(entry["filename"], project)
         if parsed is None:
             continue
         version, is_sdist = parsed
+        uploads.setdefault(version, []).append(entry.get("upload-time") or "")
         sdists = versions.setdefault(version, [])
         if is_sdist:
-            sdists.append(_source_file(page_url, entry))
+            sdists.append(source_file(page_url, entry))
     if not versions:
         raise BuildFailure(FailureClass.NOT_FOUND, f"{project} has no releases on the upstream index")
 
@@ -138,10 +145,23 @@ def choose(request: BuildRequest, page_url: str, details: simple.ProjectDetails)
         raise BuildFailure(
             FailureClass.NO_SOURCE, f"the upstream index declares no sha256 for {sdist.filename}: cannot verify it"
         )
-    return Release(project, version, sdist)
+    times = sorted(t for t in uploads.get(version, []) if t)
+    return Release(project, version, sdist, sdist.upload_time or (times[0] if times else None))
 
 
 def resolve(request: BuildRequest, upstream: str, client: httpx.Client) -> Release:
     """Find the sdist to build for ``request`` on the ``upstream`` simple index."""
     page_url, details = project_page(client, upstream, request.project)
     return choose(request, page_url, details)
+
+
+def release_time(client: httpx.Client, upstream: str, project: NormalizedName, version: Version) -> str | None:
+    """When the upstream first had a file of ``project`` ``version`` (PEP 700), if it says; for a
+    recipe's pinned source, whose release the build requirements must still be dated by."""
+    try:
+        _, details = project_page(client, upstream, project)
+    except BuildFailure:
+        return None
+    times = sorted(entry.get("upload-time") or "" for entry in details["files"]
+                   if (found := _file_version(entry["filename"], project)) and found[0] == version)
+    return next((t for t in times if t), None)

@@ -1,12 +1,14 @@
 """One build, start to end. Each stage returns a frozen result and this module only passes them
 on, in the order data flows, times them, and makes the record once at the end::
 
-    request -> resolve -> plan -> fetch -> unpack (+ recipe patches) -> images -> build
-            -> repair -> test -> sign -> publish -> record
+    request -> resolve -> plan -> fetch -> unpack (+ recipe patches) -> images -> requirements
+            -> build -> repair -> test -> sign -> publish -> record
 
 Every target (architecture, CPython) ends built, failed (with a class and a reason) or skipped
 (by the recipe); one failing target does not lose the others. Whatever happens, a record is
-written and the work directory is removed; nothing that failed a stage is published.
+written and the work directory is removed; nothing that failed a stage is published. A build
+whose build requirements are not all in factory's index yet stops before building, ``waiting``
+for them (the record names them): whoever runs it builds them first, then this again.
 """
 
 from __future__ import annotations
@@ -29,23 +31,14 @@ from factory.failures import BuildFailure, FactoryError, FailureClass
 from factory.index import publish
 from factory.index.distfile import inspect_wheel
 from factory.index.manifest import published_files
-from factory.pipeline import (
-    build,
-    fetch,
-    gate,
-    images,
-    patch,
-    repair,
-    resolve,
-    sign,
-    smoke,
-    unpack,
-)
+from factory.pipeline import build, fetch, gate, images, patch, repair, requirements, resolve, sign, smoke, unpack
 from factory.pipeline.plan import Plan, plan
 from factory.pipeline.record import (
     BuildRecord,
+    BuildStatus,
     ImageInfo,
     RecipeInfo,
+    Requirements,
     SignatureInfo,
     SourceInfo,
     TargetOutcome,
@@ -88,7 +81,9 @@ class Progress:
     release: resolve.Release | None = None
     recipe: recipes.Recipe | None = None
     plan: Plan | None = None
-    builders: tuple[tuple[str, images.BuilderImage], ...] = ()  # (arch, image)
+    builders: tuple[tuple[str, images.BuilderImage], ...] = ()  # (arch, image), with the recipe's packages
+    requirements: requirements.Prepared | None = None
+    waiting_for: tuple[str, ...] = ()  # build dependencies to build first
     output: build.BuildOutput | None = None
     wheels: tuple[repair.CheckedWheel, ...] = ()  # passed the host's check and the smoke tests
     verdict: gate.Verdict | None = None  # after tests and signing
@@ -96,17 +91,24 @@ class Progress:
     published: tuple[str, ...] = ()
 
 
-def run(request: BuildRequest, config: Config, say: Say = lambda _: None, build_id: str | None = None) -> BuildRecord:
+def run(request: BuildRequest, config: Config, say: Say = lambda _: None, build_id: str | None = None,
+        rebuild_into: Path | None = None) -> BuildRecord:
     """Build ``request`` from source for every configured target and publish what succeeded;
     return the record, also saved at ``record_path(records_dir, project, build_id)`` beside the
-    full build log."""
+    full build log.
+
+    ``rebuild_into`` builds every target again, whatever the index holds, and keeps the wheels
+    that pass every check in that directory instead of signing and publishing them (what
+    ``factory rebuild-check`` compares with the published ones)."""
     progress = Progress(build_id or new_build_id(), now())
     work = config.work_dir / progress.build_id
     clock = Stopwatch()
     shared: BuildFailure | None = None
     try:
-        for progress in _stages(request, config, progress, work, clock, say):
+        for progress in _stages(request, config, progress, work, clock, say, rebuild_into):
             pass
+    except requirements.WaitingForDependencies as waiting:
+        progress = dataclasses.replace(progress, waiting_for=tuple(map(str, waiting.requests)))
     except BuildFailure as failure:  # a stage every target shares failed
         shared = failure
     except recipes.RecipeError as exc:
@@ -139,9 +141,10 @@ def _record(request: BuildRequest, progress: Progress, shared: BuildFailure | No
     """The build's one record, made from what its stages returned."""
     outcomes = (progress.plan.settled if progress.plan else ()) + (progress.verdict.outcomes if progress.verdict else ())
     summary = gate.summarize(outcomes, shared)
-    release, recipe = progress.release, progress.recipe
+    status = BuildStatus.WAITING if progress.waiting_for and shared is None else summary.status
+    release, recipe, prepared = progress.release, progress.recipe, progress.requirements
     return BuildRecord(
-        id=progress.build_id, request=str(request), status=summary.status, started=progress.started,
+        id=progress.build_id, request=str(request), status=status, started=progress.started,
         finished=now(), durations=clock.durations, project=request.project,
         version=str(release.version) if release else None,
         source=SourceInfo(release.sdist.url, release.sdist.filename, release.sdist.sha256) if release else None,
@@ -152,6 +155,11 @@ def _record(request: BuildRequest, progress: Progress, shared: BuildFailure | No
         wheels=tuple(WheelInfo(w.filename, w.sha256, w.size, w.policy) for w in progress.wheels),
         published=progress.published,
         signatures=tuple(SignatureInfo(s.filename, s.log_index, s.identity, s.issuer) for s in progress.signatures),
+        requirements=Requirements(prepared.requested, tuple(map(str, prepared.pins)), prepared.cutoff)
+        if prepared else None,
+        inputs=prepared.inputs if prepared else (),
+        system_packages=tuple(dict.fromkeys(p for _, image in progress.builders for p in image.packages)),
+        waiting_for=progress.waiting_for,
         failure_class=summary.failure_class, reason=summary.reason, log_tail=summary.log_tail,
         factory_version=__version__,
     )
@@ -163,7 +171,9 @@ def _release(request: BuildRequest, config: Config, client: httpx.Client) -> tup
     if request.version is not None:
         recipe = recipes.load(config.recipes_dir, request.project, request.version)
         if recipe.source is not None:
-            return resolve.Release(request.project, request.version, _pinned(recipe.source, request.version)), recipe
+            uploaded = resolve.release_time(client, config.upstream, request.project, request.version)
+            return resolve.Release(request.project, request.version, _pinned(recipe.source, request.version),
+                                   uploaded), recipe
     release = resolve.resolve(request, config.upstream, client)
     recipe = recipes.load(config.recipes_dir, release.project, release.version)
     if recipe.source is not None:
@@ -180,19 +190,24 @@ def _pinned(source: recipes.SourceOverride, version: Version) -> resolve.SourceF
 def _facts(progress: Progress, outcomes: tuple[TargetOutcome, ...], wheel: repair.CheckedWheel) -> sign.BuildFacts:
     """What the provenance of one wheel of this build says."""
     assert progress.release is not None and progress.recipe is not None
-    release, recipe = progress.release, progress.recipe
+    release, recipe, prepared = progress.release, progress.recipe, progress.requirements
+    targets = tuple(str(o.target) for o in outcomes if o.wheel == wheel.filename and o.status is TargetStatus.BUILT)
+    arches = {o.target.arch for o in outcomes if o.wheel == wheel.filename}
     return sign.BuildFacts(
-        project=release.project, version=str(release.version),
-        targets=tuple(str(o.target) for o in outcomes if o.wheel == wheel.filename and o.status is TargetStatus.BUILT),
+        project=release.project, version=str(release.version), targets=targets,
         sdist_url=release.sdist.url, sdist_sha256=release.sdist.sha256,
         recipe_digest=recipe.digest, recipe_path=f"recipes/{recipe.path.name}" if recipe.path else "",
         images=tuple((image.tag, image.id) for _, image in progress.builders),
         build_id=progress.build_id, started=progress.started, finished=now(), factory_version=__version__,
+        inputs=tuple(i for i in prepared.inputs if set(i.targets) & set(targets)) if prepared else (),
+        system_packages=tuple(dict.fromkeys(p for arch, image in progress.builders if arch in arches
+                                            for p in image.packages)),
+        requirements=prepared.requested if prepared else (), cutoff=prepared.cutoff if prepared else None,
     )
 
 
 def _stages(request: BuildRequest, config: Config, progress: Progress, work: Path, clock: Stopwatch,
-            say: Say) -> Iterator[Progress]:
+            say: Say, rebuild_into: Path | None = None) -> Iterator[Progress]:
     """Run the stages in order, yielding what has been done after each."""
     label = f"factory.build={progress.build_id}"
     with net.client(config.http_timeout) as client:
@@ -203,9 +218,9 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
             + (f" (recipe {recipe.path.name})" if recipe.path else ""))
 
         existing = published_files(config.index_dir, release.project, str(release.version))
-        planned = plan(every_target(config.archs, config.pythons), recipe, existing)
+        planned = plan(every_target(config.archs, config.pythons), recipe, [] if rebuild_into else existing)
         yield (progress := dataclasses.replace(progress, plan=planned))
-        if existing:  # a publish interrupted before its pages: list what it published
+        if existing and not rebuild_into:  # a publish interrupted before its pages: list what it published
             publish.relist(config.index_dir, release.project, config.index_url)
         if not planned.todo:
             say("nothing to build: every target is in the index already, or skipped")
@@ -217,13 +232,24 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
     with clock.stage("unpack"):
         tree = unpack.unpack(source, work / "src", unpack.Limits(config.max_unpacked_size, config.max_unpacked_files))
         patch.apply_patches(tree.root, recipe.patches)
+    with clock.stage("requirements"):
+        declared = requirements.static(tree, recipe)
 
     with clock.stage("images"):
-        builders = tuple((arch, images.ensure(config, arch, say)) for arch in dict.fromkeys(t.arch for t in planned.todo))
+        bases = {arch: images.ensure(config, arch, say) for arch in dict.fromkeys(t.arch for t in planned.todo)}
+        builders = tuple((arch, images.with_packages(config, base, recipe.system_packages, {}, say))
+                         for arch, base in bases.items())
     yield (progress := dataclasses.replace(progress, builders=builders))
 
+    with clock.stage("requirements"), net.client(config.http_timeout) as client:
+        prepared = requirements.prepare(release, recipe, tree, declared, planned.todo, _discovery_image(builders),
+                                        config, client, work, label)
+    yield (progress := dataclasses.replace(progress, requirements=prepared))
+    say(f"build requirements: {', '.join(map(str, prepared.pins)) or 'none'}"
+        + (f" (as of {prepared.cutoff})" if prepared.cutoff else ""))
+
     say(f"building {', '.join(map(str, planned.todo))}")
-    settings = build.BuildSettings(config.container_network, config.build_timeout, config.upstream)
+    settings = build.BuildSettings(config.build_timeout, prepared.env)
     with clock.stage("build"):
         output = build.build(tree, recipe, dict(builders), planned.todo, settings, work, label)
     yield (progress := dataclasses.replace(progress, output=output))
@@ -235,7 +261,7 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
         for wheel, target in gate.smoke_tests(output.kind, checked):
             with clock.stage("test"):
                 try:
-                    smoke.run(wheel.path, target, dict(builders)[target.arch], recipe.test, config.container_network,
+                    smoke.run(wheel.path, target, bases[target.arch], recipe.test, config.container_network,
                               label, config.build_timeout)
                     tested[(wheel.path, target)] = None
                 except BuildFailure as failure:
@@ -243,6 +269,11 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
     verdict = gate.after_tests(checked, tested)
     yield (progress := dataclasses.replace(progress, wheels=verdict.wheels, verdict=verdict))
     if not verdict.wheels:
+        return
+    if rebuild_into is not None:  # a check of reproducibility: nothing is signed or published
+        rebuild_into.mkdir(parents=True, exist_ok=True)
+        for wheel in verdict.wheels:
+            shutil.copyfile(wheel.path, rebuild_into / wheel.filename)
         return
 
     dists = [inspect_wheel(w.path) for w in verdict.wheels]
@@ -266,6 +297,12 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
     yield dataclasses.replace(progress, published=tuple(e.filename for e in done.entries))
     for entry in done.entries:
         say(f"published {entry.filename}")
+
+
+def _discovery_image(builders: tuple[tuple[str, images.BuilderImage], ...]) -> images.BuilderImage:
+    """Build requirements are discovered once, natively where possible (QEMU is slow)."""
+    native = images.host_arch().name
+    return next((image for arch, image in builders if arch == native), builders[0][1])
 
 
 def _host_checks(output: build.BuildOutput, release: resolve.Release) -> dict[Path, repair.CheckedWheel | BuildFailure]:

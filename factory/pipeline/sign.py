@@ -25,6 +25,7 @@ from typing import Any
 
 from factory.config import Config
 from factory.failures import BuildFailure, FailureClass
+from factory.pipeline.record import BuildInput, SystemPackage
 
 #: Our build type, a URI of our own (RFC 4151 tag: no host name needed).
 BUILD_TYPE = "tag:factory,2026:build/v1"
@@ -99,6 +100,10 @@ class BuildFacts:
     started: str
     finished: str
     factory_version: str
+    inputs: tuple[BuildInput, ...] = ()  # the wheels in the build environment of the wheel's targets
+    system_packages: tuple[SystemPackage, ...] = ()  # Debian packages installed for the build
+    requirements: tuple[str, ...] = ()  # what the project asked for to build
+    cutoff: str | None = None  # the build requirements were resolved as of this time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,11 +129,20 @@ def statement_predicate(facts: BuildFacts, builder_id: str) -> dict[str, Any]:
     for tag, image_id in facts.images:
         dependencies.append({"uri": f"oci:{tag}", "digest": {"sha256": image_id.removeprefix("sha256:")},
                              "name": "builder-image"})
+    for item in facts.inputs:
+        dependencies.append({"uri": item.uri, "digest": {"sha256": item.sha256}, "name": "build-requirement",
+                             "annotations": {"project": item.name, "version": item.version, "filename": item.filename,
+                                             "origin": str(item.origin)}})
+    for package in facts.system_packages:
+        dependencies.append({"uri": f"pkg:deb/debian/{package.name}@{package.version}", "name": "system-package",
+                             "annotations": {"package": package.name, "version": package.version, "why": package.why}})
     return {
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {"project": facts.project, "version": facts.version, "targets": list(facts.targets)},
-            "internalParameters": {"factory": facts.factory_version},
+            "internalParameters": {"factory": facts.factory_version,
+                                   "buildRequirements": {"requested": list(facts.requirements),
+                                                         "resolvedAsOf": facts.cutoff}},
             "resolvedDependencies": dependencies,
         },
         "runDetails": {

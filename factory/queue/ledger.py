@@ -12,6 +12,9 @@ A request is a project and a version, or ``latest``. Its states::
                        -> failed   (a class and a reason; a person may `factory requeue` it)
                        -> refused  (permanent: no sdist, no such release, unsafe archive, ...)
                        -> queued   (transient classes, with exponential backoff, up to a limit)
+                       -> waiting  (for build dependencies, which are queued: "build dependency of
+                                    X==V"; queued again once all are built, failed with
+                                    dependency-failed when one fails, dependency-cycle on a cycle)
 
 Priority rises with hits, distinct clients and recency::
 
@@ -49,13 +52,14 @@ class State(enum.StrEnum):
     BUILT = "built"  # every target is in the index, or skipped by the recipe
     FAILED = "failed"  # a class and a reason a person can act on; `factory requeue` after a fix
     REFUSED = "refused"  # permanent: no rebuild can cure it without a change upstream
+    WAITING = "waiting"  # for its build dependencies to be built
 
 
 STATES = tuple(State)
 LATEST = "latest"
 #: Failures no rebuild can cure without a change upstream.
 REFUSED = {FailureClass.NO_SOURCE, FailureClass.NOT_FOUND, FailureClass.HASH_MISMATCH,
-           FailureClass.UNSAFE_ARCHIVE, FailureClass.NO_TARGET}
+           FailureClass.UNSAFE_ARCHIVE, FailureClass.NO_TARGET, FailureClass.NEEDS_RUST}
 DAY = 86400.0
 
 SCHEMA = """
@@ -78,6 +82,7 @@ CREATE TABLE IF NOT EXISTS requests (
     record TEXT,
     built_version TEXT,
     updated DOUBLE PRECISION NOT NULL,
+    origin TEXT,
     UNIQUE (project, version)
 );
 CREATE INDEX IF NOT EXISTS requests_by_state ON requests (state, priority);
@@ -87,6 +92,13 @@ CREATE TABLE IF NOT EXISTS request_clients (
     client TEXT NOT NULL,
     PRIMARY KEY (project, version, client)
 );
+CREATE TABLE IF NOT EXISTS request_deps (
+    request_id BIGINT NOT NULL,
+    project TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (request_id, project, version)
+);
+CREATE INDEX IF NOT EXISTS request_deps_by_dependency ON request_deps (project, version);
 CREATE TABLE IF NOT EXISTS ingested (
     head TEXT NOT NULL,
     size BIGINT NOT NULL,
@@ -98,7 +110,7 @@ CREATE TABLE IF NOT EXISTS ingested (
 
 COLUMNS = ("id", "project", "version", "state", "priority", "hits", "clients", "first_seen", "last_seen",
            "attempts", "not_before", "lease_owner", "lease_expires", "failure_class", "reason", "record",
-           "built_version", "updated")
+           "built_version", "updated", "origin")
 
 
 def priority(hits: int, clients: int, last_seen: float) -> float:
@@ -132,6 +144,7 @@ class Item:
     record: str | None
     built_version: str | None
     updated: float
+    origin: str | None = None  # why it was queued, when not for misses: "build dependency of X==V"
 
     @property
     def spec(self) -> str:
@@ -201,6 +214,9 @@ class _Dialect:
 
     def create(self, conn: Any) -> None:
         conn.executescript(SCHEMA.format(id=self.id_column))
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+        if "origin" not in columns:  # a queue made before build dependencies
+            conn.execute("ALTER TABLE requests ADD COLUMN origin TEXT")
 
     def lock_ingest(self, conn: Any) -> None:
         """Inside a transaction: wait for other ingests (SQLite's write lock already did)."""
@@ -247,6 +263,7 @@ class _Postgres(_Dialect):
             for statement in SCHEMA.format(id=self.id_column).split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            conn.execute("ALTER TABLE requests ADD COLUMN IF NOT EXISTS origin TEXT")  # a queue made before it
         finally:
             conn.execute(f"SELECT pg_advisory_unlock({lock})")
 
@@ -456,14 +473,136 @@ class Ledger:
         else:
             state = State.FAILED
         built = state is State.BUILT
-        cur = self._execute(
-            "UPDATE requests SET state = ?, failure_class = ?, reason = ?, record = ?, built_version = ?, "
-            "not_before = ?, lease_owner = NULL, lease_expires = NULL, updated = ? "
-            "WHERE id = ? AND lease_owner = ? AND state = 'building'",
-            [str(state), None if built or failure_class is None else str(failure_class), None if built else reason,
-             record, built_version, not_before, now, item.id, worker],
-        )
-        return state if cur.rowcount == 1 else None
+        with self._transaction():
+            cur = self._execute(
+                "UPDATE requests SET state = ?, failure_class = ?, reason = ?, record = ?, built_version = ?, "
+                "not_before = ?, lease_owner = NULL, lease_expires = NULL, updated = ? "
+                "WHERE id = ? AND lease_owner = ? AND state = 'building'",
+                [str(state), None if built or failure_class is None else str(failure_class), None if built else reason,
+                 record, built_version, not_before, now, item.id, worker],
+            )
+            if cur.rowcount != 1:
+                return None
+            if state is not State.QUEUED:
+                self._settle_dependents(item.project, item.version, state, failure_class, reason, now)
+        return state
+
+    # -- build dependencies ---------------------------------------------------------------------
+
+    def wait(self, item: Item, worker: str, dependencies: Sequence[tuple[str, str]], record: str | None = None,
+             now: float | None = None) -> State | None:
+        """The build of ``item`` needs ``dependencies`` (project, version) in the index first:
+        queue those (with ``item``'s priority, the reason "build dependency of ..."), and let the
+        item wait for them. Returns its new state: waiting; queued if they were all built
+        meanwhile; failed when one failed already, or when they need the item itself (a cycle).
+        None if the lease was lost."""
+        now = time.time() if now is None else now
+        origin = f"build dependency of {item.spec if item.version != LATEST else item.project}"
+        with self._transaction():
+            owned = self._execute("SELECT 1 FROM requests WHERE id = ? AND lease_owner = ? AND state = 'building'",
+                                  [item.id, worker]).fetchone()
+            if owned is None:
+                return None
+            if cycle := self._cycle(item, dependencies):
+                self._fail(item.id, FailureClass.DEPENDENCY_CYCLE,
+                           f"build dependencies form a cycle ({cycle}): a recipe must take one of them from the upstream "
+                           "as a binary ([build-requires] seed)", now, record)
+                self._settle_dependents(item.project, item.version, State.FAILED, FailureClass.DEPENDENCY_CYCLE,
+                                        f"{item.spec} is in a build-dependency cycle", now)
+                return State.FAILED
+            before = {(p, v) for p, v in self._execute(
+                "SELECT project, version FROM request_deps WHERE request_id = ?", [item.id]).fetchall()}
+            for project, version in dependencies:
+                self._execute(
+                    "INSERT INTO requests (project, version, state, priority, hits, clients, first_seen, last_seen, "
+                    "updated, origin) VALUES (?, ?, 'queued', ?, 0, 0, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [project, version, item.priority, now, now, now, origin])
+                # A dependency is as urgent as what waits for it.
+                self._execute("UPDATE requests SET priority = {greatest}(priority, ?) WHERE project = ? AND "
+                              "version = ? AND state = 'queued'", [item.priority, project, version])
+                self._execute("INSERT INTO request_deps (request_id, project, version) VALUES (?, ?, ?) "
+                              "ON CONFLICT DO NOTHING", [item.id, project, version])
+            states = {(p, v): (State(s), c, r) for p, v, s, c, r in self._execute(
+                "SELECT r.project, r.version, r.state, r.failure_class, r.reason FROM requests r JOIN request_deps d "
+                "ON d.project = r.project AND d.version = r.version WHERE d.request_id = ?", [item.id]).fetchall()}
+            wanted = [(p, v) for p, v in dependencies]
+            broken = [(p, v) for p, v in wanted if states[(p, v)][0] in (State.FAILED, State.REFUSED)]
+            if broken:
+                (project, version), (_, cls, why) = broken[0], states[broken[0]]
+                self._fail(item.id, FailureClass.DEPENDENCY_FAILED,
+                           f"build dependency {project}=={version} failed ({cls}: {why})", now, record)
+                return State.FAILED
+            if all(states[d][0] is State.BUILT for d in wanted):
+                if set(wanted) <= before:  # it waited for them once, they were built, and still it lacks them
+                    self._fail(item.id, FailureClass.DEPENDENCY_FAILED,
+                               f"build dependency {wanted[0][0]}=={wanted[0][1]} was built but does not serve every "
+                               "target of this build", now, record)
+                    return State.FAILED
+                self._execute("UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires = NULL, "
+                              "attempts = attempts - 1, not_before = 0, record = ?, updated = ? WHERE id = ?",
+                              [record, now, item.id])
+                return State.QUEUED
+            waiting_for = ", ".join(f"{p}=={v}" for p, v in wanted)
+            # Waiting is not an attempt: the claim that found the dependencies missing is given back.
+            self._execute("UPDATE requests SET state = 'waiting', lease_owner = NULL, lease_expires = NULL, "
+                          "attempts = attempts - 1, failure_class = NULL, reason = ?, record = ?, updated = ? "
+                          "WHERE id = ?", [f"waiting for {waiting_for}", record, now, item.id])
+        return State.WAITING
+
+    def _fail(self, item_id: int, failure_class: FailureClass, reason: str, now: float, record: str | None = None) -> None:
+        self._execute("UPDATE requests SET state = 'failed', failure_class = ?, reason = ?, lease_owner = NULL, "
+                      "lease_expires = NULL, record = COALESCE(?, record), updated = ? WHERE id = ?",
+                      [str(failure_class), reason, record, now, item_id])
+
+    def _cycle(self, item: Item, dependencies: Sequence[tuple[str, str]]) -> str | None:
+        """The cycle the dependencies would close, as text, if some of them (or theirs) wait for ``item``."""
+        ids = {(p, v): i for i, p, v in self._execute("SELECT id, project, version FROM requests").fetchall()}
+        edges: dict[int, list[tuple[str, str]]] = {}
+        for request_id, p, v in self._execute("SELECT request_id, project, version FROM request_deps").fetchall():
+            edges.setdefault(request_id, []).append((p, v))
+        me = (item.project, item.version)
+        for start in dependencies:
+            path, seen = [start], set()
+            stack = [(start, path)]
+            while stack:
+                node, path = stack.pop()
+                if node == me:
+                    return " -> ".join(f"{p}=={v}" for p, v in [me, *path])
+                if node in seen:
+                    continue
+                seen.add(node)
+                for nxt in edges.get(ids.get(node, -1), []):
+                    stack.append((nxt, [*path, nxt]))
+        return None
+
+    def _settle_dependents(self, project: str, version: str, state: State, failure_class: FailureClass | None,
+                           reason: str | None, now: float) -> None:
+        """What a finished dependency means for the items waiting for it: queued once all theirs
+        are built; failed (and theirs in turn) when one failed."""
+        waiting = [row[0] for row in self._execute(
+            "SELECT r.id FROM requests r JOIN request_deps d ON d.request_id = r.id "
+            "WHERE d.project = ? AND d.version = ? AND r.state = 'waiting'", [project, version]).fetchall()]
+        for dependent in waiting:
+            if state is State.BUILT:
+                pending = self._execute(
+                    "SELECT count(*) FROM request_deps d JOIN requests r ON d.project = r.project AND "
+                    "d.version = r.version WHERE d.request_id = ? AND r.state <> 'built'", [dependent]).fetchone()[0]
+                if pending == 0:
+                    self._execute("UPDATE requests SET state = 'queued', not_before = 0, reason = NULL, updated = ? "
+                                  "WHERE id = ?", [now, dependent])
+                continue
+            self._fail(dependent, FailureClass.DEPENDENCY_FAILED,
+                       f"build dependency {project}=={version} failed ({failure_class}: {reason})", now)
+            row = self._execute("SELECT project, version FROM requests WHERE id = ?", [dependent]).fetchone()
+            self._settle_dependents(row[0], row[1], State.FAILED, FailureClass.DEPENDENCY_FAILED,
+                                    f"its build dependency {project}=={version} failed", now)
+
+    def dependencies(self, item_id: int) -> list[tuple[str, str, State]]:
+        """(project, version, state) of what an item waits (or waited) for."""
+        return [(p, v, State(s)) for p, v, s in self._execute(
+            "SELECT d.project, d.version, COALESCE(r.state, 'queued') FROM request_deps d LEFT JOIN requests r "
+            "ON d.project = r.project AND d.version = r.version WHERE d.request_id = ? ORDER BY d.project",
+            [item_id]).fetchall()]
 
     def requeue(self, project: str | None = None, version: str | None = None, failure_class: str | None = None,
                 states: Sequence[State] = (State.FAILED,), now: float | None = None) -> int:
@@ -475,12 +614,28 @@ class Ledger:
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        cur = self._execute(
-            "UPDATE requests SET state = 'queued', attempts = 0, not_before = 0, failure_class = NULL, reason = NULL, "
-            f"updated = ? WHERE {' AND '.join(where)}",
-            [now, *args],
-        )
+        with self._transaction():
+            requeued = self._execute(f"SELECT id, project, version FROM requests WHERE {' AND '.join(where)}",
+                                     args).fetchall()
+            cur = self._execute(
+                "UPDATE requests SET state = 'queued', attempts = 0, not_before = 0, failure_class = NULL, "
+                f"reason = NULL, updated = ? WHERE {' AND '.join(where)}",
+                [now, *args],
+            )
+            # What failed only because of a requeued dependency waits for it again.
+            for _, project, version in requeued:
+                self._rewait(project, version, now)
         return cur.rowcount
+
+    def _rewait(self, project: str, version: str, now: float) -> None:
+        dependents = self._execute(
+            "SELECT r.id, r.project, r.version FROM requests r JOIN request_deps d ON d.request_id = r.id "
+            "WHERE d.project = ? AND d.version = ? AND r.state = 'failed' AND r.failure_class = 'dependency-failed'",
+            [project, version]).fetchall()
+        for dependent, p, v in dependents:
+            self._execute("UPDATE requests SET state = 'waiting', failure_class = NULL, reason = ?, updated = ? "
+                          "WHERE id = ?", [f"waiting for {project}=={version} again", now, dependent])
+            self._rewait(p, v, now)
 
     # -- status -------------------------------------------------------------------------------
 
@@ -490,6 +645,9 @@ class Ledger:
 
     def top_queued(self, limit: int = 10) -> list[Item]:
         return self._items("WHERE state = 'queued' ORDER BY priority DESC, id LIMIT ?", [limit])
+
+    def waiting(self, limit: int = 10) -> list[Item]:
+        return self._items("WHERE state = 'waiting' ORDER BY priority DESC, id LIMIT ?", [limit])
 
     def recent_failures(self, limit: int = 10) -> list[Item]:
         return self._items("WHERE state IN ('failed', 'refused') ORDER BY updated DESC, id LIMIT ?", [limit])

@@ -26,13 +26,8 @@ from typing import Any
 
 from factory.config import Config
 from factory.failures import FailureClass
-from factory.pipeline.record import (
-    BuildRecord,
-    BuildStatus,
-    load,
-    new_build_id,
-    record_path,
-)
+from factory.pipeline.record import BuildRecord, BuildStatus, load, new_build_id, record_path
+from factory.pipeline.request import parse_request
 from factory.plumbing import podman
 from factory.plumbing.processes import die_with_parent
 from factory.queue.ledger import Item, Ledger, LedgerUnavailable, State
@@ -132,6 +127,10 @@ class Worker:
                 run.item, self.id, BuildStatus.FAILED, FailureClass.INTERNAL,
                 f"the build process ended with code {run.proc.returncode} and no record"))
             result = Finished(run.item, state, seconds, None)
+        elif record.status is BuildStatus.WAITING:  # build dependencies first: the ledger queues them
+            deps = [(r.project, str(r.version)) for r in map(parse_request, record.waiting_for)]
+            state = self._db(lambda ledger: ledger.wait(run.item, self.id, deps, str(run.record)))
+            result = Finished(run.item, state, seconds, record)
         else:
             done = record
             state = self._db(lambda ledger: ledger.finish(
@@ -152,7 +151,7 @@ class Worker:
     def run(self, once: bool = False, forever: bool = False, poll: float = 5.0) -> list[Finished]:
         """Claim and build until nothing is claimable (``forever``: until stopped; ``once``: one item)."""
         # Builds of a worker that was killed leave stopped containers behind: clear them.
-        podman.podman("container", "prune", "--force", "--filter", "label=factory.pipeline.build", check=False)
+        podman.podman("container", "prune", "--force", "--filter", "label=factory.build", check=False)
         handlers = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         claimed = 0
         try:

@@ -20,12 +20,7 @@ from factory.sigstore_stack.errors import (
     TokenRejected,
     TokenRequestFailed,
 )
-from factory.sigstore_stack.stack import (
-    LocalSigstore,
-    fetch_identity_token,
-    fetch_trust,
-    serve,
-)
+from factory.sigstore_stack.stack import LocalSigstore, fetch_identity_token, fetch_trust, serve
 
 __all__ = [
     "BadIdentity",

@@ -28,12 +28,7 @@ import httpx
 
 from factory.plumbing.files import write_text
 from factory.sigstore_stack.ca import CertificateAuthority, load_or_create_root
-from factory.sigstore_stack.errors import (
-    StackError,
-    StackNotStarted,
-    StateDirBusy,
-    TokenRequestFailed,
-)
+from factory.sigstore_stack.errors import StackError, StackNotStarted, StateDirBusy, TokenRequestFailed
 from factory.sigstore_stack.handler import Handler, Services, StackServer
 from factory.sigstore_stack.keys import load_or_create_key
 from factory.sigstore_stack.oidc import OidcIssuer

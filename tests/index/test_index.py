@@ -14,14 +14,7 @@ from factory.index import pages
 from factory.index.check import check
 from factory.index.distfile import inspect_wheel
 from factory.index.manifest import FileEntry, Manifest, ProjectStatus
-from factory.index.publish import (
-    PublishError,
-    file_path,
-    publish,
-    rebuild,
-    set_status,
-    yank,
-)
+from factory.index.publish import PublishError, file_path, publish, rebuild, set_status, yank
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import sys
 import zipfile
 
 import pytest
-from conftest import clean_venv, pip_install
+from conftest import assert_not_published, clean_venv, pip_install
 
 from factory.index.manifest import Manifest
 from factory.pipeline.request import parse_request
@@ -89,8 +89,7 @@ def test_a_wheel_needing_a_newer_glibc_fails_the_policy_gate(config):
     assert "GLIBC_2.29" in record.reason and "libm.so.6" in record.reason
     assert any(f"{symbol}@GLIBC_2.29" in record.reason for symbol in ("exp", "log", "pow"))
     assert "FACTORY-POLICY" in record.log_tail
-    assert not (config.index_dir / "simple").exists()
-    assert not (config.index_dir / "files").exists()
+    assert_not_published(config, "fixture-newglibc")
 
 
 def test_the_command_line(config, tmp_path):

@@ -7,7 +7,7 @@ import sys
 import zipfile
 
 import pytest
-from conftest import clean_venv, pip_install
+from conftest import assert_not_published, clean_venv, pip_install
 from support.sdists import make_sdist
 
 from factory.index.manifest import Manifest
@@ -51,7 +51,7 @@ def test_an_abi3_wheel_failing_its_test_on_one_python_is_published_for_none(conf
     targets = by_target(record)
     assert record.status == "failed" and record.published == ()
     assert targets["cp311-x86_64"].failure_class == targets["cp313-x86_64"].failure_class == "test"
-    assert not (cfg.index_dir / "simple").exists()
+    assert_not_published(cfg, "fixture-abi3")
 
 
 def test_one_failing_target_does_not_lose_the_others(config):
@@ -86,7 +86,7 @@ def test_a_missing_header_is_named(config):
     record = run(parse_request("fixture-needsyaml==1.0.0"), config)
     assert record.status == "failed" and record.failure_class == "missing-system-library"
     assert "header yaml.h not found" in record.reason
-    assert not (config.index_dir / "simple").exists()
+    assert_not_published(config, "fixture-needsyaml")
 
 
 def test_recipe_system_packages_are_installed_and_grafted(config, tmp_path):
@@ -111,7 +111,7 @@ def test_a_failing_smoke_test_keeps_the_wheel_out_of_the_index(config):
     assert record.status == "failed" and record.failure_class == "test"
     assert "import fixture_cext_missing" in record.reason and "ModuleNotFoundError" in record.reason
     assert record.published == ()
-    assert not (config.index_dir / "simple").exists()
+    assert_not_published(config, "fixture-cext")
 
 
 def test_patches_and_a_pinned_source_go_into_the_build(config, local_index, tmp_path):

@@ -24,7 +24,7 @@ def test_demand_is_queued_once_and_then_only_gains_weight(queue_url):
         a = ledger.get("a", "latest")
         assert (a.state, a.hits, a.clients, a.first_seen, a.last_seen) == ("queued", 5, 3, NOW, NOW + 60)
         assert a.priority == pytest.approx(priority(5, 3, NOW + 60))
-        assert ledger.counts() == {"queued": 2, "building": 0, "built": 0, "failed": 0, "refused": 0}
+        assert ledger.counts() == {"queued": 2, "building": 0, "built": 0, "failed": 0, "refused": 0, "waiting": 0}
 
 
 def test_priority_rises_with_hits_clients_and_recency(queue_url):
@@ -129,3 +129,95 @@ def test_eight_workers_share_one_queue_without_double_or_lost_claims(queue_url):
     assert sum(1 for _, ids in results if ids) >= 2  # the work really was shared
     with Ledger(queue_url) as ledger:
         assert ledger.counts()["built"] == 2000
+
+
+# -- build dependencies -------------------------------------------------------------------------
+
+def claim(ledger, project, version, worker="w", now=NOW):
+    item = ledger.claim(worker, now=now)
+    assert (item.project, item.version) == (project, version), item
+    return item
+
+
+def test_a_request_waits_for_its_build_dependencies_which_go_first(queue_url):
+    with Ledger(queue_url) as ledger:
+        ledger.add([demand("app", "1.0", hits=9), demand("other", "1.0", hits=5)], now=NOW)
+        app = claim(ledger, "app", "1.0")
+        assert ledger.wait(app, "w", [("setuptools", "75.2.0"), ("cython", "3.0.11")], "r1.json", now=NOW) == "waiting"
+        item = ledger.get("app", "1.0")
+        assert (item.state, item.attempts, item.lease_owner, item.reason) == \
+            ("waiting", 0, None, "waiting for setuptools==75.2.0, cython==3.0.11")
+        dep = ledger.get("setuptools", "75.2.0")
+        assert (dep.state, dep.origin, dep.priority) == ("queued", "build dependency of app==1.0", app.priority)
+        # The dependencies are as urgent as what waits for them: before `other`.
+        first, second = ledger.claim("w", now=NOW), ledger.claim("w", now=NOW)
+        assert {first.project, second.project} == {"setuptools", "cython"}
+        assert ledger.finish(first, "w", BuildStatus.BUILT, now=NOW) == "built"
+        assert ledger.get("app", "1.0").state == "waiting"  # one is still missing
+        assert ledger.finish(second, "w", BuildStatus.BUILT, now=NOW) == "built"
+        assert ledger.get("app", "1.0").state == "queued"
+        assert claim(ledger, "app", "1.0").attempts == 1  # waiting did not count as an attempt
+        assert [(p, v, s) for p, v, s in ledger.dependencies(app.id)] == \
+            [("cython", "3.0.11", "built"), ("setuptools", "75.2.0", "built")]
+
+
+def test_a_failed_dependency_fails_its_dependents_down_the_chain_and_a_requeue_restores_them(queue_url):
+    with Ledger(queue_url) as ledger:
+        ledger.add([demand("app", "1.0")], now=NOW)
+        ledger.wait(claim(ledger, "app", "1.0"), "w", [("lib", "2.0")], now=NOW)
+        ledger.wait(claim(ledger, "lib", "2.0"), "w", [("tool", "3.0")], now=NOW)
+        tool = claim(ledger, "tool", "3.0")
+        assert ledger.finish(tool, "w", BuildStatus.FAILED, FailureClass.COMPILE, "x.c:1: error", now=NOW) == "failed"
+        lib, app = ledger.get("lib", "2.0"), ledger.get("app", "1.0")
+        assert (lib.state, lib.failure_class) == ("failed", "dependency-failed")
+        assert lib.reason == "build dependency tool==3.0 failed (compile: x.c:1: error)"
+        assert (app.state, app.failure_class) == ("failed", "dependency-failed")
+        assert "lib==2.0" in app.reason
+        # A person fixes the tool (a recipe, say) and requeues it: its dependents wait for it again.
+        assert ledger.requeue("tool", "3.0", now=NOW) == 1
+        assert [ledger.get(p, v).state for p, v in (("tool", "3.0"), ("lib", "2.0"), ("app", "1.0"))] == \
+            ["queued", "waiting", "waiting"]
+        assert ledger.finish(claim(ledger, "tool", "3.0"), "w", BuildStatus.BUILT, now=NOW) == "built"
+        assert ledger.get("lib", "2.0").state == "queued"
+
+
+def test_waiting_for_a_dependency_that_already_failed_fails_at_once(queue_url):
+    with Ledger(queue_url, max_attempts=1) as ledger:
+        ledger.add([demand("tool", "3.0"), demand("app", "1.0")], now=NOW)
+        ledger.finish(claim(ledger, "tool", "3.0"), "w", BuildStatus.FAILED, FailureClass.NO_SOURCE, "no sdist", now=NOW)
+        assert ledger.wait(claim(ledger, "app", "1.0"), "w", [("tool", "3.0")], now=NOW) == "failed"
+        app = ledger.get("app", "1.0")
+        assert (app.failure_class, app.reason) == ("dependency-failed",
+                                                   "build dependency tool==3.0 failed (no-source: no sdist)")
+
+
+def test_a_dependency_cycle_fails_instead_of_waiting_forever(queue_url):
+    with Ledger(queue_url) as ledger:
+        ledger.add([demand("a", "1")], now=NOW)
+        ledger.wait(claim(ledger, "a", "1"), "w", [("b", "2")], now=NOW)
+        assert ledger.wait(claim(ledger, "b", "2"), "w", [("a", "1")], now=NOW) == "failed"
+        b, a = ledger.get("b", "2"), ledger.get("a", "1")
+        assert (b.failure_class, b.reason.split(":")[0]) == ("dependency-cycle", "build dependencies form a cycle (b==2 -> a==1 -> b==2)")
+        assert "seed" in b.reason
+        assert (a.state, a.failure_class) == ("failed", "dependency-failed")
+
+
+def test_dependencies_built_meanwhile_requeue_and_built_but_useless_ones_fail(queue_url):
+    with Ledger(queue_url) as ledger:
+        ledger.add([demand("tool", "3.0"), demand("app", "1.0")], now=NOW)
+        ledger.finish(claim(ledger, "tool", "3.0"), "w", BuildStatus.BUILT, now=NOW)
+        app = claim(ledger, "app", "1.0")
+        assert ledger.wait(app, "w", [("tool", "3.0")], now=NOW) == "queued"  # built between the build's look and now
+        again = claim(ledger, "app", "1.0")
+        # Its build still lacks it: the built tool does not serve this build's targets.
+        assert ledger.wait(again, "w", [("tool", "3.0")], now=NOW) == "failed"
+        assert "was built but does not serve" in ledger.get("app", "1.0").reason
+
+
+def test_a_lost_lease_cannot_wait(queue_url):
+    with Ledger(queue_url, lease_seconds=10) as ledger:
+        ledger.add([demand("app", "1.0")], now=NOW)
+        first = claim(ledger, "app", "1.0", "w1")
+        claim(ledger, "app", "1.0", "w2", now=NOW + 11)  # w1's lease ran out
+        assert ledger.wait(first, "w1", [("tool", "3.0")], now=NOW + 12) is None
+        assert ledger.get("tool", "3.0") is None

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import clean_venv, pip_install
+from conftest import assert_not_published, clean_venv, pip_install
 
 from factory.index.manifest import Manifest
 from factory.pipeline.record import load_all
@@ -54,7 +54,7 @@ def test_a_miss_log_becomes_built_published_wheels(config, tmp_path):
     assert worker.returncode == 0, worker.stderr
     assert "built fixture-pure -> 1.0.0" in worker.stdout + worker.stderr
     status = json.loads(factory(env, "status", "--json").stdout)
-    assert status["counts"] == {"queued": 0, "building": 0, "built": 2, "failed": 0, "refused": 2}
+    assert status["counts"] == {"queued": 0, "building": 0, "built": 2, "failed": 0, "refused": 2, "waiting": 0}
     assert status["failure_classes"] == {"no-source": 1, "hash-mismatch": 1}
     python = clean_venv(tmp_path / "venv")
     assert pip_install(python, config.index_dir, "fixture-pure", "fixture-cext").returncode == 0
@@ -112,7 +112,7 @@ def test_sigterm_stops_the_build_and_gives_the_item_back(config, tmp_path):
     assert (item.state, item.attempts, item.lease_owner) == ("queued", 0, None)
     (record,) = load_all(config.records_dir, "fixture-cext")
     assert record.reason == "interrupted before the build ended"
-    leftovers = subprocess.run(["podman", "ps", "--all", "--quiet", "--filter", f"label=factory.pipeline.build={record.id}"],
+    leftovers = subprocess.run(["podman", "ps", "--all", "--quiet", "--filter", f"label=factory.build={record.id}"],
                                capture_output=True, text=True).stdout.split()
     assert leftovers == []
-    assert not (config.index_dir / "simple").exists()
+    assert_not_published(config, "fixture-cext")

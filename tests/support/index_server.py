@@ -18,6 +18,8 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+#: When the fixture projects were "uploaded" (PEP 700): their build requirements are resolved as of then.
+FIXTURE_UPLOADED = "2025-06-01T00:00:00Z"
 
 
 @dataclasses.dataclass
@@ -28,6 +30,7 @@ class Served:
     requires_python: str | None = None
     yanked: str | None = None
     missing: bool = False  # listed, but the file answers 404
+    upload_time: str = FIXTURE_UPLOADED
 
 
 class LocalIndex:
@@ -73,7 +76,11 @@ class LocalIndex:
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # noqa: N802 - uv asks before it reads a wheel's metadata
+                self.do_GET()
 
             def do_GET(self) -> None:  # noqa: N802 - the http.server API
                 index.requests.append(self.path)
@@ -113,6 +120,7 @@ class LocalIndex:
                             entry["requires-python"] = f.requires_python
                         if f.yanked is not None:
                             entry["yanked"] = f.yanked or True
+                        entry["upload-time"] = f.upload_time
                         entries.append(entry)
                     body = {"meta": {"api-version": "1.1"}, "name": project, "files": entries}
                     return self._send(200, json.dumps(body).encode(), JSON_TYPE)

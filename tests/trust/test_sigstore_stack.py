@@ -28,11 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pypi_attestations import Attestation, AttestationType, Distribution
 from sigstore._internal.fulcio.client import FulcioClientError
-from sigstore._internal.merkle import (
-    _chain_border_right,
-    _chain_inner,
-    _decomp_inclusion_proof,
-)
+from sigstore._internal.merkle import _chain_border_right, _chain_inner, _decomp_inclusion_proof
 from sigstore.dsse import DigestSet, Statement, StatementBuilder, Subject
 from sigstore.errors import VerificationError
 from sigstore.models import Bundle, ClientTrustConfig, InvalidBundle
@@ -42,12 +38,7 @@ from sigstore.verify import Verifier
 from sigstore.verify.policy import Identity, OIDCIssuerV2
 from support.wheels import make_wheel
 
-from factory.sigstore_stack import (
-    LocalSigstore,
-    StateDirBusy,
-    TokenRequestFailed,
-    fetch_identity_token,
-)
+from factory.sigstore_stack import LocalSigstore, StateDirBusy, TokenRequestFailed, fetch_identity_token
 from factory.sigstore_stack.merkle import MerkleTree, leaf_hash
 
 EMAIL = "factory@localhost"

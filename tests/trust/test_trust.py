@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import isolated_pip_env
+from conftest import assert_not_published, isolated_pip_env
 from support.wheels import make_wheel
 
 from factory.pipeline.request import parse_request
@@ -161,7 +161,7 @@ def test_no_identity_no_publication(config):
             os.environ["SIGSTORE_ID_TOKEN"] = environ_token
     assert record.status == "failed" and record.failure_class == "signing"
     assert "no identity to sign with" in record.reason
-    assert not (config.index_dir / "simple").exists()
+    assert_not_published(config, "fixture-pure")
     down = run(parse_request("fixture-pure==1.0.0"), config.replace(local_sigstore="http://127.0.0.1:9"))
     assert down.failure_class == "signing" and "no local Sigstore stack" in down.reason
 

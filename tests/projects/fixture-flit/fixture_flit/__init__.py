@@ -1,0 +1,2 @@
+"""A flit fixture."""
+BACKEND = "flit_core"

@@ -1,0 +1,1 @@
+MAGIC = "built with fixture-tool"
