@@ -24,6 +24,7 @@ import email.parser
 import enum
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -218,11 +219,14 @@ class Builder:
                                log_path=self.work / f"build-{name}.log", timeout=self.settings.timeout,
                                label=self.label)
         if code == CIBW_PURE_WHEEL:
+            if not compiler_ran(log):  # the C files are not part of the build (tests, examples): it is pure
+                raise PureAfterAll()
             sources = ", ".join(compiled_sources(self.tree.root))
             raise BuildFailure(
                 FailureClass.COMPILE,
-                f"the build made a pure-Python wheel although the sdist has compiled sources ({sources}): an "
-                "optional extension was probably skipped, see the log (or set `pure = true` in the recipe)",
+                f"the build made a pure-Python wheel although the sdist has compiled sources ({sources}) and a "
+                "compiler ran: an optional extension was probably skipped, see the log (or set `pure = true` in "
+                "the recipe)",
                 log_tail=tail(log),
             )
         if code == CIBW_NOTHING_TO_DO:
@@ -312,15 +316,41 @@ def build(tree: SourceTree, recipe: Recipe, images: Mapping[str, BuilderImage], 
     """Build ``tree`` for ``targets`` (each target's architecture must have an image)."""
     builder = Builder(tree, recipe, settings, work, label)
     if recipe.pure or not compiled_sources(tree.root):
-        image = images[targets[0].arch]
-        try:
-            wheels = builder.pure(image, targets[0].python)
-        except BuildFailure as failure:
-            return BuildOutput(BuildKind.PURE, tuple(TargetResult(t, failure=failure) for t in targets), ())
-        if all(is_pure(w.name) for w in wheels):
-            return BuildOutput(BuildKind.PURE, tuple(TargetResult(t, wheels[0]) for t in targets), ())
+        pure = _pure(builder, images, targets)
+        if pure is not None:
+            return pure
         # It compiled something after all: build it the platform way.
     results: list[TargetResult] = []
-    for arch in dict.fromkeys(t.arch for t in targets):
-        results += builder.platform(images[arch], [t for t in targets if t.arch == arch])
+    try:
+        for arch in dict.fromkeys(t.arch for t in targets):
+            results += builder.platform(images[arch], [t for t in targets if t.arch == arch])
+    except PureAfterAll:
+        return _pure(builder, images, targets) or BuildOutput(BuildKind.PURE, tuple(
+            TargetResult(t, failure=BuildFailure(FailureClass.COMPILE, "the pure build made a platform wheel, and the "
+                                                                       "platform build a pure one")) for t in targets), ())
     return BuildOutput(BuildKind.PLATFORM, tuple(results), tuple(builder.configs))
+
+
+def _pure(builder: Builder, images: Mapping[str, BuilderImage], targets: Sequence[Target]) -> BuildOutput | None:
+    """The pure build's output, or None when it made a platform wheel after all."""
+    try:
+        wheels = builder.pure(images[targets[0].arch], targets[0].python)
+    except BuildFailure as failure:
+        return BuildOutput(BuildKind.PURE, tuple(TargetResult(t, failure=failure) for t in targets), ())
+    if all(is_pure(w.name) for w in wheels):
+        return BuildOutput(BuildKind.PURE, tuple(TargetResult(t, wheels[0]) for t in targets), ())
+    return None
+
+
+class PureAfterAll(Exception):
+    """cibuildwheel made a pure wheel and no compiler ran: the sdist's C files are not built."""
+
+
+#: A compiler invoked on a source file, or setuptools announcing an extension, in a build log.
+_COMPILED = re.compile(r"^building '[^']+' extension|\b(?:zig-cc|zig-c\+\+|gcc|g\+\+|cc|c\+\+|clang)\s.*\s-c\s",
+                       re.M)
+
+
+def compiler_ran(log: str) -> bool:
+    """Whether a build log shows compilation being attempted."""
+    return _COMPILED.search(log) is not None
