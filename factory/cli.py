@@ -88,7 +88,7 @@ def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
         if not args.json:
             err.print(f"[bold]build {request}[/bold]")
         if args.build_id:  # a worker's build: the queue builds its dependencies, not this process
-            record = run(request, cfg, say, build_id=args.build_id)
+            record = run(request, cfg, say, build_id=args.build_id, floor=args.floor)
             done.append(record)
             if not args.json:
                 _print_record(record, cfg)
@@ -168,6 +168,13 @@ def cmd_images(args: argparse.Namespace, cfg: config.Config) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace, cfg: config.Config) -> int:
+    if args.action == "suggest":
+        if not args.name:
+            raise FactoryError("usage: factory recipes suggest NAME: the recipe that makes NAME's inferences explicit")
+        from factory.pipeline.sysdeps import suggest
+
+        out.print(suggest(cfg.records_dir, parse_request(args.name).project), markup=False, highlight=False)
+        return 0
     files = sorted(cfg.recipes_dir.glob("*.toml"))
     for path in files:
         recipes.check(path)
@@ -258,6 +265,7 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.index.manifest import coverage
     from factory.queue.ledger import Ledger
     from factory.queue.ledger import weight as ledger_weight
 
@@ -265,12 +273,15 @@ def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
         counts, top, failures, classes = (ledger.counts(), ledger.top_queued(args.top),
                                           ledger.recent_failures(args.top), ledger.failure_classes())
         waiting = [(i, ledger.dependencies(i.id)) for i in ledger.waiting(args.top)]
+    covered = coverage(cfg.index_dir, cfg.image_pythons, cfg.archs)
     if args.json:
         item = lambda i: {**dataclasses.asdict(i), "state": str(i.state), "spec": i.spec}  # noqa: E731
         print(json.dumps({"counts": {str(s): n for s, n in counts.items()}, "top_queued": [item(i) for i in top],
                           "waiting": [{**item(i), "dependencies": [{"project": p, "version": v, "state": str(s)}
                                                                    for p, v, s in deps]} for i, deps in waiting],
-                          "failure_classes": classes, "recent_failures": [item(i) for i in failures]}, indent=2))
+                          "failure_classes": classes, "recent_failures": [item(i) for i in failures],
+                          "index": {p: {"version": v, "pythons": pythons} for p, (v, pythons) in covered.items()}},
+                         indent=2))
         return 0
     where = _masked(cfg.queue_url) if cfg.queue_url else str(cfg.state_dir / "queue.sqlite3")
     out.print(f"queue: {where}", soft_wrap=True)
@@ -297,6 +308,16 @@ def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
         for i, deps in waiting:
             table.add_row(i.spec, ", ".join(f"{p}=={v} ({_styled(s)})" for p, v, s in deps))
         out.print(table)
+    if covered:
+        per_python = ", ".join(f"{p}: {sum(1 for _, c in covered.values() if c[p])}" for p in cfg.image_pythons)
+        out.print(f"index: {len(covered)} projects; with a wheel for CPython {per_python}")
+        if args.projects:
+            table = Table(title="the CPythons each project's newest version serves", title_justify="left")
+            for column in ("project", "version", *cfg.image_pythons):
+                table.add_column(column)
+            for project, (version, pythons) in covered.items():
+                table.add_row(project, version, *(", ".join(pythons[p]) or "[red]none[/red]" for p in cfg.image_pythons))
+            out.print(table)
     if failures:
         table = Table(title="recent failures " + ", ".join(f"({c}: {n})" for c, n in classes.items()), title_justify="left")
         for column in ("state", "request", "class", "reason", "when"):
@@ -532,6 +553,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--python", action="append", help="only this CPython, e.g. 3.13 (repeatable)")
     b.add_argument("--json", action="store_true", help="print the build records as JSON, nothing else")
     b.add_argument("--build-id", help=argparse.SUPPRESS)  # a worker names its build, to find its record
+    b.add_argument("--floor", help=argparse.SUPPRESS)  # a build dependency's tools are no older than this
     b.add_argument("--no-sign", action="store_true", help="publish unsigned (only where allow-unsigned = true)")
     b.set_defaults(func=cmd_build)
 
@@ -559,6 +581,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="the queue: counts by state, most wanted, recent failures")
     s.add_argument("--json", action="store_true")
     s.add_argument("--top", type=_positive, default=10, metavar="N")
+    s.add_argument("--projects", action="store_true", help="list the CPythons each project in the index serves")
     s.set_defaults(func=cmd_status)
 
     r = sub.add_parser("requeue", help="queue failed requests again (e.g. after adding a recipe)")
@@ -621,8 +644,10 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--arch", action="append", choices=ARCHITECTURES)
     i.set_defaults(func=cmd_images)
 
-    rc = sub.add_parser("recipes", help="check every recipe in recipes-dir against the schema")
-    rc.add_argument("action", choices=["check"])
+    rc = sub.add_parser("recipes", help="check every recipe in recipes-dir (check); print the recipe for what a "
+                                        "build inferred (suggest NAME)")
+    rc.add_argument("action", choices=["check", "suggest"])
+    rc.add_argument("name", nargs="?", metavar="NAME")
     rc.set_defaults(func=cmd_recipes)
 
     c = sub.add_parser("config", help="print the effective settings and their environment variables")

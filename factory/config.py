@@ -104,6 +104,10 @@ def _optional_url(value: str) -> str | None:
     return None if not value else _url(value)
 
 
+def _local_label(value: str) -> str | None:
+    return None if re.fullmatch(r"[a-z][a-z0-9]*", value) else f"{value!r} is not a lowercase alphanumeric label"
+
+
 def _signing(value: str) -> str | None:
     return None if value in SIGNING_MODES else f"must be one of {', '.join(SIGNING_MODES)}, got {value!r}"
 
@@ -125,7 +129,7 @@ class Config:
     base_url: str = setting(lambda: "", "the URL the index directory is served at (default: its file:// URL)",
                             _optional_url)
     archs: tuple[str, ...] = setting(lambda: ARCHITECTURES, "architectures to build for: x86_64, aarch64", _archs)
-    image_pythons: tuple[str, ...] = setting(lambda: ("3.11", "3.13"), "CPythons the builder images hold",
+    image_pythons: tuple[str, ...] = setting(lambda: ("3.11", "3.13", "3.14"), "CPythons the builder images hold",
                                              _some_pythons)
     pythons: tuple[str, ...] = setting(lambda: (), "CPythons to build for (default: all of image-pythons)", _pythons)
     max_unpacked_size: int = setting(lambda: 2 * 1024**3, "largest unpacked sdist, in bytes", _positive)
@@ -151,6 +155,8 @@ class Config:
                                     "for the local stack; the CI workload's for sigstore)")
     signing_issuer: str = setting(lambda: "", "OIDC issuer of that identity (default: the local stack's)")
     builder_id: str = setting(lambda: "", "SLSA builder id (default: tag:factory:builder:<hostname>)")
+    remediation_label: str = setting(lambda: "factory", "local version label of remediated builds: VERSION+<label>.N",
+                                     _local_label)
     recipes_dir: Path = setting(lambda: PROJECT_ROOT / "recipes", "per-package build recipes")
     containers_dir: Path = setting(lambda: PROJECT_ROOT / "containers", "builder image definitions")
 

@@ -18,6 +18,7 @@ class FailureClass(enum.StrEnum):
     RECIPE = "recipe"  # the package's recipe does not apply (a patch fails, say)
     POLICY = "policy"  # the wheel cannot meet the manylinux policy
     NO_TARGET = "no-target"  # the project supports none of the configured Pythons
+    IMPORT = "import"  # a compiled module of the wheel does not import on its target
     TEST = "test"  # the wheel built but its smoke test failed
     TIMEOUT = "timeout"  # the build ran longer than the configured limit
     SIGNING = "signing"  # the wheels could not be signed (no identity, Sigstore unreachable)

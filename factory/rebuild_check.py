@@ -9,15 +9,17 @@ sdist. When a wheel differs, the members that differ are named.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from factory.config import Config
 from factory.failures import FactoryError
-from factory.index.manifest import Manifest
+from factory.index.manifest import FileEntry, Manifest
 from factory.pipeline.record import BuildRecord, BuildStatus
 from factory.pipeline.request import BuildRequest
 from factory.pipeline.run import run
@@ -77,6 +79,21 @@ def _when(t: tuple[int, ...]) -> str:
     return "%04d-%02d-%02d %02d:%02d:%02d" % t
 
 
+def _floor(config: Config, published: Iterable[FileEntry]) -> str | None:
+    """The floor the published build was resolved with (a build dependency's: the release that
+    needed it), from its provenance: the rebuild must resolve the same pins."""
+    for entry in published:
+        bundle = (config.index_dir / entry.path).with_name(entry.filename + ".sigstore.json")
+        try:
+            envelope = json.loads(bundle.read_text())["dsseEnvelope"]
+            statement = json.loads(base64.b64decode(envelope["payload"]))
+            parameters = statement["predicate"]["buildDefinition"]["internalParameters"]
+        except (OSError, ValueError, KeyError):
+            continue
+        return parameters.get("buildRequirements", {}).get("floor")
+    return None
+
+
 def rebuild_check(request: BuildRequest, config: Config, say: Callable[[str], None] = lambda _: None) -> RebuildReport:
     """Rebuild ``request`` (which must be in the index) and compare its wheels with the index's."""
     if request.version is None:
@@ -91,7 +108,7 @@ def rebuild_check(request: BuildRequest, config: Config, say: Callable[[str], No
     with tempfile.TemporaryDirectory(dir=config.work_dir.parent if config.work_dir.parent.exists() else None,
                                      prefix="rebuild-") as scratch:
         out = Path(scratch) / "wheels"
-        record = run(request, config, say, rebuild_into=out)
+        record = run(request, config, say, rebuild_into=out, floor=_floor(config, published.values()))
         wheels = []
         for path in sorted(out.glob("*.whl")) if out.is_dir() else []:
             entry = published.get(path.name)

@@ -119,6 +119,8 @@ class Recipe:
     skip: tuple[Skip, ...] = ()
     test: SmokeTest | None = None
     build_requires: BuildRequires = BuildRequires()
+    #: N > 0: the patches are security fixes, and the build is published as VERSION+<label>.N
+    remediation: int = 0
 
     def skipped(self, arch: str, python: str) -> Skip | None:
         return next((s for s in self.skip if s.matches(arch, python)), None)
@@ -223,6 +225,10 @@ class _Checker:
                         raise self.fail(f"{k}[{i}].python", f"must be one of {', '.join(CPYTHONS)}, got {python!r}")
                     skips.append(Skip(self.string(f"{k}[{i}].reason", t["reason"]), arch, python))
                 out["skip"] = tuple(skips)
+            elif key == "remediation":
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise self.fail(k, f"must be a positive integer (the N of VERSION+<label>.N), got {value!r}")
+                out["remediation"] = value
             elif key == "build-requires":
                 out["build_requires"] = _build_requires(self, k, value)
             elif key == "test":
@@ -237,7 +243,7 @@ class _Checker:
                 out["test"] = test
             else:
                 known = ("versions, toolchain, system-packages, env, config-settings, patches, source, pure, skip, "
-                         "build-requires, test, override")
+                         "build-requires, remediation, test, override")
                 raise self.fail(k, f"unknown key (known: {known})")
         return out
 
@@ -337,3 +343,4 @@ def load(recipes_dir: Path, project: str, version: Version) -> Recipe:
     for patch in fields.get("patches", ()):
         digest.update(patch.name.encode() + b"\0" + patch.read_bytes())
     return Recipe(project, path=path, digest=digest.hexdigest(), **fields)
+

@@ -128,6 +128,16 @@ class IndexView:
         return self.index_dir / entry.path
 
 
+def _remediated(version: str, detail: str) -> str:
+    """A remediated build (a local version label: security patches) says so."""
+    try:
+        local = Version(version).local
+    except InvalidVersion:
+        local = None
+    note = f"remediated build (+{local}: the recipe's security patches)" if local else ""
+    return "; ".join(x for x in (note, detail) if x)
+
+
 def _signature(view: IndexView, check: SignatureCheck, entry: FileEntry) -> tuple[str, str]:
     bundle = view.path(entry).with_name(entry.filename + ".sigstore.json")
     if not bundle.is_file():
@@ -146,7 +156,7 @@ def verify_wheels(paths: Iterable[Path], view: IndexView, check: SignatureCheck)
             yield Finding(name, str(version), str(path), False, None, "-", "not a wheel the index published")
             continue
         signature, why = _signature(view, check, entry)
-        yield Finding(name, str(version), str(path), True, entry.filename, signature, why)
+        yield Finding(name, str(version), str(path), True, entry.filename, signature, _remediated(str(version), why))
 
 
 def _record(lines: str) -> dict[str, str]:
@@ -206,7 +216,7 @@ def verify_environment(env: Path, view: IndexView, check: SignatureCheck) -> Ite
                 yield Finding(name, version, str(dist_info), False, None, "-", why)
                 continue
             signature, why = _signature(view, check, match)
-            yield Finding(name, version, str(dist_info), True, match.filename, signature, why)
+            yield Finding(name, version, str(dist_info), True, match.filename, signature, _remediated(version, why))
 
 
 def wheels_under(path: Path) -> list[Path]:

@@ -26,7 +26,8 @@ from factory.sigstore_stack import LocalSigstore
 FIXTURES = ["fixture-pure", "fixture-cext", "fixture-cpp", "fixture-newglibc", "fixture-abi3", "fixture-no313",
             "fixture-gnuc", "fixture-needsyaml", "fixture-network", "fixture-tool", "fixture-uses-tool",
             "fixture-broken-tool", "fixture-uses-broken-tool", "fixture-hatch", "fixture-flit", "fixture-self",
-            "fixture-rust"]
+            "fixture-rust", "fixture-fallback", "fixture-pkgconfig", "fixture-config",
+            "fixture-nosuchheader"]
 #: Fixture build tools the upstream also offers as wheels: resolution reads wheel metadata only.
 TOOL_WHEELS = ["fixture-tool", "fixture-broken-tool", "fixture-self"]
 
@@ -46,6 +47,8 @@ def local_index(sdists: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
         wheels = tmp_path_factory.mktemp("tool-wheels")
         for name in TOOL_WHEELS:
             index.add_file(name, make_wheel(wheels, name, "1.0.0"))
+        # A newer release with a wheel and no sdist: it cannot be rebuilt, so resolution steps over it.
+        index.add_file("fixture-tool", make_wheel(wheels, "fixture-tool", "2.0.0"))
         other = tmp_path_factory.mktemp("other-sdists")
         # A declared hash that does not match the bytes.
         bad = other / "fixture_badhash-1.0.0.tar.gz"
@@ -119,10 +122,12 @@ def tools_index(local_index: LocalIndex, tmp_path_factory: pytest.TempPathFactor
     """An index holding what the fixture projects need to build (setuptools, as of their upload
     time), bootstrapped once for the session: each container test's index starts as a copy."""
     cfg = _config(local_index, tmp_path_factory.mktemp("tools"), sigstore_stack)
-    as_of = cutoff(FIXTURE_UPLOADED, cfg.image_pythons)
-    for pin in Resolver(cfg.upstream, cfg.cache_dir, "3.11", cfg.http_timeout).resolve(["setuptools>=61"], as_of):
-        node = bootstrap.build(BuildRequest(pin.name, pin.version), cfg)
-        assert node.ok, f"bootstrapping {pin}: {node.record.failure_class}: {node.record.reason}"
+    resolver = Resolver(cfg.upstream, cfg.cache_dir, cfg.http_timeout)
+    pins = {(p.name, p.version) for python in ("3.11", "3.13")  # the CPythons the tests build for
+            for p in resolver.resolve(["setuptools>=61"], cutoff(FIXTURE_UPLOADED, python), python)}
+    for name, version in sorted(pins):
+        node = bootstrap.build(BuildRequest(name, version), cfg)
+        assert node.ok, f"bootstrapping {name}=={version}: {node.record.failure_class}: {node.record.reason}"
     return cfg.index_dir
 
 

@@ -14,7 +14,7 @@ def test_defaults_work_without_a_file(tmp_path, monkeypatch):
     assert cfg.index_dir == tmp_path / "index"
     assert cfg.state_dir == tmp_path / "state"
     assert cfg.upstream == "http://127.0.0.1:1/simple/"  # a trailing slash is added
-    assert cfg.archs == ("x86_64", "aarch64") and cfg.pythons == ("3.11", "3.13")
+    assert cfg.archs == ("x86_64", "aarch64") and cfg.pythons == ("3.11", "3.13", "3.14")
 
 
 def test_file_then_environment(tmp_path, monkeypatch):

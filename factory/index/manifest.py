@@ -10,7 +10,10 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from factory.failures import FactoryError
+from factory.targets import Target, serves
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -182,3 +185,27 @@ def published_files(index_dir: Path, project: str, version: str) -> list[str]:
         return []
     with manifest:
         return [e.filename for e in manifest.files(project) if e.version == version]
+
+
+def coverage(index_dir: Path, pythons: Iterable[str], archs: Iterable[str]) -> dict[str, tuple[str, dict[str, list[str]]]]:
+    """project -> (its newest version, CPython -> the architectures a wheel of it serves)."""
+    manifest = Manifest.existing(index_dir)
+    if manifest is None:
+        return {}
+    newest: dict[str, tuple[str, list[str]]] = {}
+    with manifest:
+        for entry in manifest.all_files():
+            if not entry.filename.endswith(".whl"):
+                continue
+            current = newest.get(entry.project)
+            try:
+                newer = current is None or Version(entry.version) > Version(current[0])
+            except InvalidVersion:
+                newer = current is None
+            if newer:
+                newest[entry.project] = (entry.version, [entry.filename])
+            elif current is not None and current[0] == entry.version:
+                current[1].append(entry.filename)
+    return {project: (version, {p: [a for a in archs if any(serves(f, Target(a, p)) for f in files)]
+                                for p in pythons})
+            for project, (version, files) in sorted(newest.items())}

@@ -39,12 +39,13 @@ class Node:
 
 
 def build(request: BuildRequest, config: Config, say: Say = lambda _: None,
-          dependents: tuple[BuildRequest, ...] = ()) -> Node:
-    """Build ``request`` once its build dependencies are in the index, building them first."""
+          dependents: tuple[BuildRequest, ...] = (), floor: str | None = None) -> Node:
+    """Build ``request`` once its build dependencies are in the index, building them first (with
+    tools no older than ``request``'s release: see requirements.py)."""
     built: list[Node] = []  # the builds this one needed, each shown once
     done: set[str] = set()
     while True:
-        record = run(request, config, say)
+        record = run(request, config, say, floor=floor)
         if record.status is not BuildStatus.WAITING:
             return Node(request, record, tuple(built))
         again = [spec for spec in record.waiting_for if spec in done]
@@ -60,7 +61,7 @@ def build(request: BuildRequest, config: Config, say: Say = lambda _: None,
                                f"build dependencies form a cycle ({cycle}): a recipe must take one of them from the "
                                "upstream as a binary ([build-requires] seed)")
             say(f"{request} needs {dependency} to build: building it first")
-            node = build(dependency, config, say, chain)
+            node = build(dependency, config, say, chain, record.waiting_floor)
             done.add(spec)
             if node.record.published or node.dependencies or not node.ok:  # not merely built meanwhile
                 built.append(node)

@@ -1,7 +1,10 @@
-"""Read a failed build's log and say why it failed, in a class and one line a person can act on."""
+"""Read a failed build's log and say why it failed, in a class and one line a person can act on;
+and what it was missing (a header, a pkg-config module, a library, a program), with the line
+that said so, read from the whole log."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from factory.failures import BuildFailure, FailureClass
@@ -9,16 +12,6 @@ from factory.failures import BuildFailure, FailureClass
 #: How much of a build log a record keeps.
 TAIL_LINES = 200
 
-_MISSING_HEADER = [
-    re.compile(r"fatal error: ([\w./+-]+\.h(?:pp|h)?): No such file or directory"),  # gcc
-    re.compile(r"fatal error: '([\w./+-]+\.h(?:pp|h)?)' file not found"),  # clang, zig
-]
-_MISSING_LIBRARY = [
-    re.compile(r"cannot find (-l[\w.+-]+)"),  # GNU ld
-    re.compile(r"unable to find (?:dynamic system )?library[: ]+'?(-?l?[\w.+-]+)'?"),  # lld, zig
-    re.compile(r"Package '?([\w.+-]+)'?,? .*(?:was )?not found"),  # pkg-config
-    re.compile(r"Dependency \"?([\w.+-]+)\"? not found"),  # meson
-]
 _NETWORK = re.compile(
     r"(Could not fetch URL|Max retries exceeded|Connection (?:refused|reset)|Temporary failure in name resolution"
     r"|Network is unreachable|Read timed out|Name or service not known|No address associated with hostname"
@@ -28,6 +21,55 @@ _NO_BUILD_DEP = re.compile(r"No matching distribution found for (\S+)")
 _ERROR_LINE = re.compile(r"(?:^|\s)(?:error|Error|ERROR)(?:\[E\d+\])?:\s*(.+)")
 
 
+@dataclasses.dataclass(frozen=True)
+class Miss:
+    """Something a build looked for and did not find."""
+
+    kind: str  # header, pkg-config, library, program, or name (from prose: any of them)
+    name: str  # yaml.h, libxml-2.0, yaml (for -lyaml), curl-config, zlib
+    line: str  # the log line that said so
+
+    def __str__(self) -> str:
+        return {"header": "header", "pkg-config": "pkg-config module", "library": "library -l",
+                "program": "program", "name": "dependency"}[self.kind] + ("" if self.kind == "library" else " ") + \
+            self.name
+
+
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("header", re.compile(r"fatal error: ([\w./+-]+\.h(?:pp|h)?): No such file or directory")),  # gcc
+    ("header", re.compile(r"fatal error: '([\w./+-]+\.h(?:pp|h)?)' file not found")),  # clang, zig
+    ("pkg-config", re.compile(r"Package '?([\w.+-]+?)'?,? (?:required by '[^']*', )?(?:was )?not found")),
+    ("pkg-config", re.compile(r"No package '([\w.+-]+)' found")),
+    ("pkg-config", re.compile(r"(?:Run-time |Build-time )?[Dd]ependency \"?([\w.+-]+)\"? (?:found: NO|not found)")),
+    ("library", re.compile(r"cannot find -l([\w.+-]+)")),  # GNU ld
+    ("library", re.compile(r"unable to find (?:[Dd]ynamic )?(?:system )?library[: ]+'?-?l?([\w.+-]+?)'?(?:\s|$)")),
+    ("program", re.compile(r"([\w.+-]+-config|pg_config)(?::)? (?:command )?not found")),
+    ("program", re.compile(r"([\w.+-]+-config|pg_config) executable not found")),
+    ("program", re.compile(r"No such file or directory: '([\w.+-]+-config|pg_config)'")),
+    ("program", re.compile(r"[Cc]ould not run ([\w.+-]+-config|pg_config)")),
+    ("name", re.compile(r"The headers or library files could not be found for ([\w.+-]+)")),
+    ("name", re.compile(r"Could NOT find ([\w.+-]+)")),  # CMake
+]
+_PROSE_PACKAGES = re.compile(r"[Pp]lease make sure the ([\w.+ ,-]+?) development packages? (?:is|are) installed")
+
+
+def misses(log: str) -> list[Miss]:
+    """Every distinct miss in a build log, in the order the log shows them."""
+    found: dict[tuple[str, str], Miss] = {}
+    for line in log.splitlines():
+        for kind, pattern in _PATTERNS:
+            for m in pattern.finditer(line):
+                name = m.group(1)
+                if kind == "pkg-config" and name.lower() in ("python", "python3", "python-3", "pkg-config"):
+                    continue
+                found.setdefault((kind, name), Miss(kind, name, line))
+        if m := _PROSE_PACKAGES.search(line):
+            for name in re.split(r",\s*|\s+and\s+", m.group(1)):
+                if name.strip():
+                    found.setdefault(("name", name.strip()), Miss("name", name.strip(), line))
+    return list(found.values())
+
+
 def tail(log: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(log.splitlines()[-lines:])
 
@@ -35,15 +77,14 @@ def tail(log: str, lines: int = TAIL_LINES) -> str:
 def classify(log: str, what: str) -> BuildFailure:
     """A :class:`BuildFailure` for a build step (``what``) that failed with this log."""
     kept = tail(log)
-    for what_is_missing, patterns in (("header", _MISSING_HEADER), ("library", _MISSING_LIBRARY)):
-        for pattern in patterns:
-            if m := pattern.search(log):
-                return BuildFailure(
-                    FailureClass.MISSING_SYSTEM_LIBRARY,
-                    f"{what_is_missing} {m.group(1)} not found: add the Debian package that provides it "
-                    f"to the recipe's system-packages",
-                    log_tail=kept,
-                )
+    if found := misses(log):  # read from the whole log: the cause is often far from its end
+        first = found[0]
+        return BuildFailure(
+            FailureClass.MISSING_SYSTEM_LIBRARY,
+            f"{first} not found (\"{first.line.strip()[:200]}\"): factory installs what Debian's index says ships "
+            "it; where that is not enough, name the package in the recipe's system-packages",
+            log_tail=kept,
+        )
     # Network first: when the index cannot be reached, pip ends with "No matching distribution"
     # too, and that must stay a transient failure, not a permanent not-found.
     if m := _NETWORK.search(log):

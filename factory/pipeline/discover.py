@@ -88,7 +88,8 @@ def discover(tree: SourceTree, recipe: Recipe, image: BuilderImage, pythons: Seq
         raise BuildFailure(FailureClass.TIMEOUT, f"discovering the build requirements ran longer than {timeout:.0f} s") \
             from None
     output = done.stdout + done.stderr
-    log_path.write_text(output)
+    with log_path.open("a") as log:  # appended, as build logs are: each round of a build reads what it added
+        log.write(output)
     found = parse(done.stdout)
     if done.returncode != 0 or set(found) != set(pythons):
         failure = classify(output, "discovering the build requirements (get_requires_for_build_wheel)")

@@ -154,8 +154,9 @@ class Requirements:
     """What the project asked for to build, and as of when it was resolved."""
 
     requested: tuple[str, ...]  # [build-system].requires and the backend's dynamic ones, as the recipe changed them
-    pins: tuple[str, ...]  # the resolution: name==version ; marker
-    cutoff: str | None  # the release's upload time; None when the upstream does not say
+    pins: tuple[str, ...]  # the resolutions: name==version ; python_version == 'X.Y'
+    cutoffs: dict[str, str | None]  # CPython -> as of when (None: the upstream gives no upload times)
+    floor: str | None = None  # a dependency's: no tools older than the release that needed it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +183,9 @@ class BuildRecord:
     requirements: Requirements | None = None
     inputs: tuple[BuildInput, ...] = ()
     system_packages: tuple[SystemPackage, ...] = ()
+    inference_rounds: int = 0  # builds again after installing what the logs said was missing
     waiting_for: tuple[str, ...] = ()  # NAME==VERSION of build dependencies not in the index yet
+    waiting_floor: str | None = None  # they are to be built with tools no older than this
     failure_class: FailureClass | None = None
     reason: str | None = None
     log_tail: str = ""
@@ -220,10 +223,12 @@ class BuildRecord:
             published=tuple(data.get("published", [])),
             signatures=tuple(SignatureInfo(**s) for s in data.get("signatures", [])),
             requirements=Requirements(tuple(data["requirements"]["requested"]), tuple(data["requirements"]["pins"]),
-                                      data["requirements"]["cutoff"]) if data.get("requirements") else None,
+                                      dict(data["requirements"]["cutoffs"]), data["requirements"].get("floor"))
+            if data.get("requirements") else None,
             inputs=tuple(BuildInput.from_dict(i) for i in data.get("inputs", [])),
             system_packages=tuple(SystemPackage(**s) for s in data.get("system_packages", [])),
-            waiting_for=tuple(data.get("waiting_for", [])),
+            inference_rounds=data.get("inference_rounds", 0),
+            waiting_for=tuple(data.get("waiting_for", [])), waiting_floor=data.get("waiting_floor"),
             failure_class=FailureClass(data["failure_class"]) if data.get("failure_class") else None,
             reason=data.get("reason"), log_tail=data.get("log_tail", ""),
             factory_version=data.get("factory_version", ""),

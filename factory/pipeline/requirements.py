@@ -4,15 +4,15 @@ they were on the day its sdist appeared, and which of them factory's own index s
 - **declared**: ``[build-system].requires``, or the setuptools legacy default, read on the host
   by pypa/build's ``ProjectBuilder`` (nothing of the project runs);
 - **changed by the recipe**: ``[build-requires]`` pins, overrides, extras and seeds;
-- **resolved** with uv, against the upstream, as one universal resolution (markers kept, so one
-  set of pins serves every target) limited to files uploaded no later than the release
-  (``--exclude-newer``, PEP 700): an old release is built with the tools of its day. But never
-  with tools older than the newest CPython of the builder images: they mostly cannot run on it
-  (setuptools older than 66 breaks on 3.12, say), and they drag in older tools still, down to
-  ones that cannot build at all (setuptools and wheel needed each other before 2023). The floor
-  is the images', not one build's targets, so the pins do not depend on ``--python``.
-  Resolution reads the upstream's wheel metadata only (``--only-binary``), so no code runs on
-  the host;
+- **resolved** with uv, against the upstream, once per target CPython, limited to files uploaded
+  no later than the release (``--exclude-newer``, PEP 700): an old release is built with the tools
+  of its day. Two floors: never older than the target CPython (tools older than the interpreter
+  they run on mostly cannot run on it: setuptools older than 66 breaks on 3.12), and, for a build
+  dependency, never older than the release that needed it (the tools of old tools drag in older
+  tools still, down to cycles and to ones that cannot build at all: setuptools and wheel needed
+  each other before 2023). The resolutions are merged into one constraints file, each pin marked
+  with its CPython. Resolution reads the upstream's wheel metadata only (``--only-binary``), so
+  no code runs on the host;
 - **missing**: a pin (and everything it needs, which the resolution includes) must have, in
   factory's index, a wheel for every target it applies to. What is missing is built first.
 
@@ -29,7 +29,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import httpx
@@ -47,7 +47,7 @@ from factory.pipeline.fetch import download
 from factory.pipeline.images import BuilderImage
 from factory.pipeline.record import BuildInput, Origin
 from factory.pipeline.request import BuildRequest
-from factory.pipeline.resolve import Release, project_page, source_file
+from factory.pipeline.resolve import Release, file_version, project_page, source_file
 from factory.pipeline.unpack import SourceTree
 from factory.plumbing.files import write_text
 from factory.recipes import BuildRequires, Recipe
@@ -60,9 +60,10 @@ RUST_BACKENDS = {"maturin", "setuptools-rust", "puccinialin"}
 class WaitingForDependencies(FactoryError):
     """Build dependencies are not in factory's index yet: build them, then build this again."""
 
-    def __init__(self, requests: Sequence[BuildRequest]) -> None:
+    def __init__(self, requests: Sequence[BuildRequest], floor: str | None = None) -> None:
         super().__init__("waiting for build dependencies: " + ", ".join(map(str, requests)))
         self.requests = tuple(requests)
+        self.floor = floor  # the dependencies are built with tools no older than this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,16 +82,23 @@ class Pin:
         return f"{self.name}=={self.version}" + (f" ; {self.marker}" if self.marker else "")
 
 
-def cutoff(uploaded: str | None, pythons: Iterable[str]) -> str | None:
-    """As of when build requirements are resolved: the release's upload time, but no earlier than
-    the release of the newest of ``pythons`` (the images' CPythons). None (the newest tools)
-    when the upstream does not say when the release was uploaded."""
+def cutoff(uploaded: str | None, python: str, floor: str | None = None) -> str | None:
+    """As of when the build requirements of a release uploaded at ``uploaded`` are resolved for
+    CPython ``python``: then, but no earlier than that CPython's release, nor than ``floor`` (the
+    release that needed this one to build). None (the newest tools) when the upstream does not
+    say when the release was uploaded."""
     if uploaded is None:
         return None
-    floor = max(CPYTHONS[p].released for p in pythons)
-    latest = max(_utc(uploaded), _utc(floor)).replace(microsecond=0)
+    dates = [_utc(uploaded), _utc(CPYTHONS[python].released), *([_utc(floor)] if floor else [])]
     # uv excludes what was uploaded at the cutoff itself; "no later than" includes it.
-    return (latest + datetime.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (max(dates).replace(microsecond=0) + datetime.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def later(a: str | None, b: str | None) -> str | None:
+    """The later of two ISO 8601 times (None is no time)."""
+    if a is None or b is None:
+        return a or b
+    return a if _utc(a) >= _utc(b) else b
 
 
 def _utc(text: str) -> datetime.datetime:
@@ -143,30 +151,39 @@ class Resolver:
     """Resolves requirements with uv against the upstream, as of a date; results are cached by
     their inputs (a resolution as of a past date does not change)."""
 
-    def __init__(self, upstream: str, cache_dir: Path, min_python: str, timeout: float) -> None:
-        self.upstream, self.cache_dir, self.min_python, self.timeout = upstream, cache_dir, min_python, timeout
+    def __init__(self, upstream: str, cache_dir: Path, timeout: float) -> None:
+        self.upstream, self.cache_dir, self.timeout = upstream, cache_dir, timeout
 
-    def resolve(self, requirements: Sequence[str], cutoff: str | None, seeds: Sequence[str] = ()) -> tuple[Pin, ...]:
+    def resolve(self, requirements: Sequence[str], cutoff: str | None, python: str, seeds: Sequence[str] = (),
+                excluded: Sequence[str] = ()) -> tuple[Pin, ...]:
+        """Pins for ``requirements`` on CPython ``python`` as of ``cutoff``, each marked with that
+        CPython; ``excluded`` are constraints such as ``meson!=1.11.1`` (releases that cannot be
+        rebuilt)."""
         if not requirements:
             return ()
-        key = hashlib.sha256(json.dumps([sorted(requirements), cutoff, self.upstream, self.min_python],
+        key = hashlib.sha256(json.dumps([sorted(requirements), cutoff, self.upstream, python, sorted(excluded)],
                                         sort_keys=True).encode()).hexdigest()
         cached = self.cache_dir / "resolutions" / key[:2] / f"{key}.txt"
         if cached.is_file():
             text = cached.read_text()
         else:
-            text = self._uv(requirements, cutoff)
+            text = self._uv(requirements, cutoff, python, excluded)
             write_text(cached, text)
-        return tuple(_pins(text, {canonicalize_name(s) for s in seeds}))
+        return tuple(_pins(text, {canonicalize_name(s) for s in seeds}, python))
 
-    def _uv(self, requirements: Sequence[str], cutoff: str | None) -> str:
+    def _uv(self, requirements: Sequence[str], cutoff: str | None, python: str, excluded: Sequence[str]) -> str:
         from uv import find_uv_bin
 
-        cmd = [find_uv_bin(), "pip", "compile", "-", "--universal", "--python-version", self.min_python,
+        # Universal from ``python`` up: markers for later CPythons are kept, then narrowed to this one.
+        cmd = [find_uv_bin(), "pip", "compile", "-", "--universal", "--python-version", python,
                "--index-url", self.upstream, "--only-binary", ":all:", "--no-header", "--no-annotate", "--no-config",
                "--quiet"]
         if cutoff:
             cmd += ["--exclude-newer", cutoff]
+        if excluded:
+            constraints = self.cache_dir / "resolutions" / f"excluded-{os.getpid()}.txt"
+            write_text(constraints, "".join(f"{c}\n" for c in sorted(excluded)))
+            cmd += ["--constraint", str(constraints)]
         env = {**os.environ, "UV_SYSTEM_CERTS": "1", "UV_CACHE_DIR": str(self.cache_dir / "uv"),
                "UV_HTTP_TIMEOUT": str(int(self.timeout))}
         env.pop("UV_NATIVE_TLS", None)
@@ -186,7 +203,10 @@ class Resolver:
         return done.stdout
 
 
-def _pins(text: str, seeds: set[str]) -> Iterable[Pin]:
+def _pins(text: str, seeds: set[str], python: str) -> Iterable[Pin]:
+    """The pins of a resolution for ``python``, each marked so (those whose own marker excludes
+    that CPython are left out)."""
+    env = {"python_version": python, "python_full_version": f"{python}.0"}
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -194,7 +214,15 @@ def _pins(text: str, seeds: set[str]) -> Iterable[Pin]:
         req = Requirement(line)
         (spec,) = req.specifier
         name = canonicalize_name(req.name)
-        yield Pin(name, Version(spec.version), str(req.marker) if req.marker else None, name in seeds)
+        if req.marker is not None and not _holds_for_python(req.marker, env):
+            continue
+        yield Pin(name, Version(spec.version), f"python_version == '{python}'", name in seeds)
+
+
+def _holds_for_python(marker: Marker, env: dict[str, str]) -> bool:
+    """Whether ``marker`` can hold on a CPython of ``env`` on some Linux machine."""
+    return any(marker.evaluate({**env, "platform_machine": arch, "sys_platform": "linux",
+                                "platform_system": "Linux"}) for arch in ("x86_64", "aarch64"))
 
 
 def constraints(pins: Sequence[Pin]) -> str:
@@ -264,7 +292,8 @@ class Prepared:
 
     requested: tuple[str, ...]
     pins: tuple[Pin, ...]
-    cutoff: str | None
+    cutoffs: dict[str, str | None]  # CPython -> as of when its build requirements were resolved
+    floor: str | None  # no tools older than this: the release that needed this one, if it is a dependency
     env: BuildEnvironment
     inputs: tuple[BuildInput, ...]
 
@@ -331,35 +360,70 @@ def _array_end(text: str, start: int) -> int:
 
 
 def prepare(release: Release, recipe: Recipe, tree: SourceTree, declared_: Sequence[str], targets: Sequence[Target],
-            image: BuilderImage, config: Config, client: httpx.Client, work: Path, label: str) -> Prepared:
+            image: BuilderImage, config: Config, client: httpx.Client, work: Path, label: str,
+            floor: str | None = None) -> Prepared:
     """Resolve and check the build requirements of ``tree``: the declared ones (``static``),
-    then with those the backend's dynamic ones, discovered in ``image``.
+    then with those the backend's dynamic ones, discovered in ``image``; ``floor`` is the upload
+    time of the release that needed this one to build, if any.
 
     Raises :class:`WaitingForDependencies` when factory's index lacks some of them."""
-    resolver = Resolver(config.upstream, config.cache_dir, min({t.python for t in targets}, key=Version),
-                        config.http_timeout)
+    resolver = Resolver(config.upstream, config.cache_dir, config.http_timeout)
     policy = recipe.build_requires
-    as_of = cutoff(release.uploaded, config.image_pythons)
-    pins = _ready(release, resolver.resolve(declared_, as_of, policy.seed), config, targets)
+    pythons = sorted({t.python for t in targets}, key=Version)
+    cutoffs = {p: cutoff(release.uploaded, p, floor) for p in pythons}
+
+    def resolve(requirements: Sequence[str]) -> Callable[[Sequence[str]], tuple[Pin, ...]]:
+        return lambda excluded: tuple(pin for p in pythons for pin in resolver.resolve(
+            requirements, cutoffs[p], p, policy.seed, excluded))
+
+    pins = _ready(release, resolve(declared_), config, targets, client, floor)
     env = BuildEnvironment.write(work / "buildenv", config.index_dir, constraints(pins),
                                  [path for path, _ in _seeds(pins, config, client, targets)])
-    pythons = sorted({t.python for t in targets}, key=Version)
     found = discover.discover(tree, recipe, image, pythons, env, config.cache_dir, work, label, config.build_timeout)
     wanted = requested(found, policy)
     refuse_rust(wanted, tree)
-    pins = _ready(release, resolver.resolve(wanted, as_of, policy.seed), config, targets)
+    pins = _ready(release, resolve(wanted), config, targets, client, floor)
     seeds = _seeds(pins, config, client, targets)
     env = BuildEnvironment.write(work / "buildenv", config.index_dir, constraints(pins), [path for path, _ in seeds])
     found_inputs = inputs(pins, config.index_dir, config.index_url, targets, [seed for _, seed in seeds])
-    return Prepared(wanted, pins, as_of, env, found_inputs)
+    return Prepared(wanted, pins, cutoffs, floor, env, found_inputs)
 
 
-def _ready(release: Release, pins: tuple[Pin, ...], config: Config, targets: Sequence[Target]) -> tuple[Pin, ...]:
-    """The pins, once factory's index has them all (else the build waits for them)."""
-    refuse_self(release.project, pins)
-    if lacking := missing(pins, config.index_dir, targets):
-        raise WaitingForDependencies([BuildRequest(p.name, p.version) for p in lacking])
+#: How many releases without an sdist one resolution may step over.
+MAX_EXCLUDED = 10
+
+
+def _ready(release: Release, resolve: Callable[[Sequence[str]], tuple[Pin, ...]], config: Config,
+           targets: Sequence[Target], client: httpx.Client, floor: str | None) -> tuple[Pin, ...]:
+    """The pins, once factory's index has them all (else the build waits for them). A release
+    the index lacks and the upstream has no sdist of cannot be rebuilt: it is excluded and the
+    resolution done again (a release published as wheels only, say)."""
+    excluded: list[str] = []
+    while True:
+        pins = resolve(excluded)
+        refuse_self(release.project, pins)
+        lacking = missing(pins, config.index_dir, targets)
+        unbuildable = [p for p in lacking if not _has_sdist(client, config.upstream, p)]
+        if not unbuildable:
+            break
+        excluded += [f"{p.name}!={p.version}" for p in unbuildable]
+        if len(excluded) > MAX_EXCLUDED:
+            raise BuildFailure(FailureClass.BUILD_REQUIREMENTS,
+                               f"no resolution whose releases all have an sdist (stepped over {', '.join(excluded)})")
+    if lacking:
+        raise WaitingForDependencies(list(dict.fromkeys(BuildRequest(p.name, p.version) for p in lacking)),
+                                     later(release.uploaded, floor))
     return pins
+
+
+def _has_sdist(client: httpx.Client, upstream: str, pin: Pin) -> bool:
+    """Whether the upstream has an sdist of the pinned release (so factory can rebuild it)."""
+    try:
+        _, details = project_page(client, upstream, pin.name)
+    except BuildFailure:
+        return True  # cannot tell: let the dependency's own build say why
+    return any(parsed == (pin.version, True) for f in details["files"]
+               if (parsed := file_version(f["filename"], pin.name)) is not None)
 
 
 def _seeds(pins: Sequence[Pin], config: Config, client: httpx.Client,

@@ -45,7 +45,7 @@ class Release:
     uploaded: str | None = None
 
 
-def _file_version(filename: str, project: NormalizedName) -> tuple[Version, bool] | None:
+def file_version(filename: str, project: NormalizedName) -> tuple[Version, bool] | None:
     """(version, is_sdist) of a distribution file of ``project``, or None for anything else."""
     try:
         if filename.endswith(".whl"):
@@ -107,7 +107,7 @@ def choose(request: BuildRequest, page_url: str, details: simple.ProjectDetails)
     versions: dict[Version, list[SourceFile]] = {}
     uploads: dict[Version, list[str]] = {}
     for entry in details["files"]:
-        parsed = _file_version(entry["filename"], project)
+        parsed = file_version(entry["filename"], project)
         if parsed is None:
             continue
         version, is_sdist = parsed
@@ -163,5 +163,5 @@ def release_time(client: httpx.Client, upstream: str, project: NormalizedName, v
     except BuildFailure:
         return None
     times = sorted(entry.get("upload-time") or "" for entry in details["files"]
-                   if (found := _file_version(entry["filename"], project)) and found[0] == version)
+                   if (found := file_version(entry["filename"], project)) and found[0] == version)
     return next((t for t in times if t), None)

@@ -31,7 +31,22 @@ from factory.failures import BuildFailure, FactoryError, FailureClass
 from factory.index import publish
 from factory.index.distfile import inspect_wheel
 from factory.index.manifest import published_files
-from factory.pipeline import build, fetch, gate, images, patch, repair, requirements, resolve, sign, smoke, unpack
+from factory.pipeline import (
+    build,
+    fetch,
+    gate,
+    images,
+    imports,
+    patch,
+    relabel,
+    repair,
+    requirements,
+    resolve,
+    sign,
+    smoke,
+    sysdeps,
+    unpack,
+)
 from factory.pipeline.plan import Plan, plan
 from factory.pipeline.record import (
     BuildRecord,
@@ -51,6 +66,7 @@ from factory.pipeline.record import (
 )
 from factory.pipeline.request import BuildRequest
 from factory.plumbing import net
+from factory.plumbing.files import sha256_file
 from factory.targets import Target, every_target
 
 Say = Callable[[str], None]
@@ -84,6 +100,9 @@ class Progress:
     builders: tuple[tuple[str, images.BuilderImage], ...] = ()  # (arch, image), with the recipe's packages
     requirements: requirements.Prepared | None = None
     waiting_for: tuple[str, ...] = ()  # build dependencies to build first
+    waiting_floor: str | None = None  # and with tools no older than this
+    label: str = "factory"  # the local version label of a remediated build
+    rounds: int = 0  # times the build learned a missing system package and ran again
     output: build.BuildOutput | None = None
     wheels: tuple[repair.CheckedWheel, ...] = ()  # passed the host's check and the smoke tests
     verdict: gate.Verdict | None = None  # after tests and signing
@@ -92,23 +111,25 @@ class Progress:
 
 
 def run(request: BuildRequest, config: Config, say: Say = lambda _: None, build_id: str | None = None,
-        rebuild_into: Path | None = None) -> BuildRecord:
+        rebuild_into: Path | None = None, floor: str | None = None) -> BuildRecord:
     """Build ``request`` from source for every configured target and publish what succeeded;
     return the record, also saved at ``record_path(records_dir, project, build_id)`` beside the
     full build log.
 
     ``rebuild_into`` builds every target again, whatever the index holds, and keeps the wheels
     that pass every check in that directory instead of signing and publishing them (what
-    ``factory rebuild-check`` compares with the published ones)."""
+    ``factory rebuild-check`` compares with the published ones). ``floor``: for a build
+    dependency, the upload time of the release that needed it (its tools are no older)."""
     progress = Progress(build_id or new_build_id(), now())
     work = config.work_dir / progress.build_id
     clock = Stopwatch()
     shared: BuildFailure | None = None
     try:
-        for progress in _stages(request, config, progress, work, clock, say, rebuild_into):
+        for progress in _stages(request, config, progress, work, clock, say, rebuild_into, floor):
             pass
     except requirements.WaitingForDependencies as waiting:
-        progress = dataclasses.replace(progress, waiting_for=tuple(map(str, waiting.requests)))
+        progress = dataclasses.replace(progress, waiting_for=tuple(map(str, waiting.requests)),
+                                       waiting_floor=waiting.floor)
     except BuildFailure as failure:  # a stage every target shares failed
         shared = failure
     except recipes.RecipeError as exc:
@@ -146,7 +167,7 @@ def _record(request: BuildRequest, progress: Progress, shared: BuildFailure | No
     return BuildRecord(
         id=progress.build_id, request=str(request), status=status, started=progress.started,
         finished=now(), durations=clock.durations, project=request.project,
-        version=str(release.version) if release else None,
+        version=str(_version(release, recipe, progress.label)) if release and recipe else None,
         source=SourceInfo(release.sdist.url, release.sdist.filename, release.sdist.sha256) if release else None,
         recipe=RecipeInfo(str(recipe.path), recipe.digest) if recipe and recipe.path else None,
         targets=tuple(sorted(outcomes, key=lambda o: o.target)),
@@ -155,11 +176,12 @@ def _record(request: BuildRequest, progress: Progress, shared: BuildFailure | No
         wheels=tuple(WheelInfo(w.filename, w.sha256, w.size, w.policy) for w in progress.wheels),
         published=progress.published,
         signatures=tuple(SignatureInfo(s.filename, s.log_index, s.identity, s.issuer) for s in progress.signatures),
-        requirements=Requirements(prepared.requested, tuple(map(str, prepared.pins)), prepared.cutoff)
-        if prepared else None,
+        requirements=Requirements(prepared.requested, tuple(map(str, prepared.pins)), prepared.cutoffs,
+                                  prepared.floor) if prepared else None,
         inputs=prepared.inputs if prepared else (),
         system_packages=tuple(dict.fromkeys(p for _, image in progress.builders for p in image.packages)),
-        waiting_for=progress.waiting_for,
+        inference_rounds=progress.rounds,
+        waiting_for=progress.waiting_for, waiting_floor=progress.waiting_floor,
         failure_class=summary.failure_class, reason=summary.reason, log_tail=summary.log_tail,
         factory_version=__version__,
     )
@@ -194,20 +216,22 @@ def _facts(progress: Progress, outcomes: tuple[TargetOutcome, ...], wheel: repai
     targets = tuple(str(o.target) for o in outcomes if o.wheel == wheel.filename and o.status is TargetStatus.BUILT)
     arches = {o.target.arch for o in outcomes if o.wheel == wheel.filename}
     return sign.BuildFacts(
-        project=release.project, version=str(release.version), targets=targets,
+        project=release.project, version=str(_version(release, recipe, progress.label)), targets=targets,
         sdist_url=release.sdist.url, sdist_sha256=release.sdist.sha256,
         recipe_digest=recipe.digest, recipe_path=f"recipes/{recipe.path.name}" if recipe.path else "",
+        patches=tuple((f"recipes/patches/{release.project}/{p.name}", sha256_file(p)) for p in recipe.patches),
         images=tuple((image.tag, image.id) for _, image in progress.builders),
         build_id=progress.build_id, started=progress.started, finished=now(), factory_version=__version__,
         inputs=tuple(i for i in prepared.inputs if set(i.targets) & set(targets)) if prepared else (),
         system_packages=tuple(dict.fromkeys(p for arch, image in progress.builders if arch in arches
                                             for p in image.packages)),
-        requirements=prepared.requested if prepared else (), cutoff=prepared.cutoff if prepared else None,
+        requirements=prepared.requested if prepared else (),
+        cutoffs=tuple(prepared.cutoffs.items()) if prepared else (), floor=prepared.floor if prepared else None,
     )
 
 
 def _stages(request: BuildRequest, config: Config, progress: Progress, work: Path, clock: Stopwatch,
-            say: Say, rebuild_into: Path | None = None) -> Iterator[Progress]:
+            say: Say, rebuild_into: Path | None = None, floor: str | None = None) -> Iterator[Progress]:
     """Run the stages in order, yielding what has been done after each."""
     label = f"factory.build={progress.build_id}"
     with net.client(config.http_timeout) as client:
@@ -217,7 +241,8 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
         say(f"resolved {release.project} {release.version}: {release.sdist.filename}"
             + (f" (recipe {recipe.path.name})" if recipe.path else ""))
 
-        existing = published_files(config.index_dir, release.project, str(release.version))
+        progress = dataclasses.replace(progress, label=config.remediation_label)
+        existing = published_files(config.index_dir, release.project, str(_version(release, recipe, progress.label)))
         planned = plan(every_target(config.archs, config.pythons), recipe, [] if rebuild_into else existing)
         yield (progress := dataclasses.replace(progress, plan=planned))
         if existing and not rebuild_into:  # a publish interrupted before its pages: list what it published
@@ -237,35 +262,66 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
 
     with clock.stage("images"):
         bases = {arch: images.ensure(config, arch, say) for arch in dict.fromkeys(t.arch for t in planned.todo)}
-        builders = tuple((arch, images.with_packages(config, base, recipe.system_packages, {}, say))
-                         for arch, base in bases.items())
-    yield (progress := dataclasses.replace(progress, builders=builders))
+    inferrer = sysdeps.Inferrer(config, work, recipe.system_packages)
+    for round_ in range(sysdeps.MAX_ROUNDS + 1):  # a build missing a system library learns it, and again
+        with clock.stage("images"):
+            try:
+                builders = tuple((arch, images.with_packages(config, base, inferrer.packages, inferrer.why, say))
+                                 for arch, base in bases.items())
+            except BuildFailure as failure:
+                if not inferrer.inferred:
+                    raise
+                raise BuildFailure(FailureClass.MISSING_SYSTEM_LIBRARY, f"{failure.reason}; inferred for it: "
+                                   + "; ".join(i.reason for i in inferrer.inferred.values())) from None
+        yield (progress := dataclasses.replace(progress, builders=builders, rounds=round_))
+        inferrer.mark()
+        try:
+            with clock.stage("requirements"), net.client(config.http_timeout) as client:
+                prepared = requirements.prepare(release, recipe, tree, declared, planned.todo,
+                                                _discovery_image(builders), config, client, work, label, floor)
+        except BuildFailure as failure:
+            if round_ < sysdeps.MAX_ROUNDS and _learned(inferrer, [_discovery_image(builders)], say):
+                continue
+            raise inferrer.explain(failure) from None
+        yield (progress := dataclasses.replace(progress, requirements=prepared))
+        say(f"build requirements: {', '.join(map(str, prepared.pins)) or 'none'}"
+            + (f" (as of {', '.join(f'{c} for {p}' for p, c in prepared.cutoffs.items() if c)})"
+               if any(prepared.cutoffs.values()) else ""))
 
-    with clock.stage("requirements"), net.client(config.http_timeout) as client:
-        prepared = requirements.prepare(release, recipe, tree, declared, planned.todo, _discovery_image(builders),
-                                        config, client, work, label)
-    yield (progress := dataclasses.replace(progress, requirements=prepared))
-    say(f"build requirements: {', '.join(map(str, prepared.pins)) or 'none'}"
-        + (f" (as of {prepared.cutoff})" if prepared.cutoff else ""))
-
-    say(f"building {', '.join(map(str, planned.todo))}")
-    settings = build.BuildSettings(config.build_timeout, prepared.env)
-    with clock.stage("build"):
-        output = build.build(tree, recipe, dict(builders), planned.todo, settings, work, label)
+        say(f"building {', '.join(map(str, planned.todo))}")
+        settings = build.BuildSettings(config.build_timeout, prepared.env)
+        with clock.stage("build"):
+            output = build.build(tree, recipe, dict(builders), planned.todo, settings, work, label)
+        failed = [dict(builders)[a] for a in dict.fromkeys(r.target.arch for r in output.results if r.failure)]
+        if failed and round_ < sysdeps.MAX_ROUNDS and _learned(inferrer, failed, say):
+            continue
+        break
+    output = dataclasses.replace(output, results=tuple(
+        dataclasses.replace(r, failure=inferrer.explain(r.failure)) if r.failure else r for r in output.results))
+    if recipe.remediation:  # security patches: published as VERSION+<label>.N
+        version = _version(release, recipe, progress.label)
+        relabelled = {w: relabel.relabel(w, version, work / "relabelled")
+                      for w in dict.fromkeys(r.wheel for r in output.results if r.wheel)}
+        output = dataclasses.replace(output, results=tuple(
+            dataclasses.replace(r, wheel=relabelled[r.wheel]) if r.wheel else r for r in output.results))
     yield (progress := dataclasses.replace(progress, output=output))
 
     with clock.stage("repair"):
-        checked = gate.after_repair(output.results, _host_checks(output, release))
+        checked = gate.after_repair(output.results, _host_checks(output, release.project,
+                                                                _version(release, recipe, progress.label)))
     tested: dict[tuple[Path, Target], BuildFailure | None] = {}
-    if recipe.test is not None:
-        for wheel, target in gate.smoke_tests(output.kind, checked):
-            with clock.stage("test"):
-                try:
+    for wheel, target in gate.smoke_tests(output.kind, checked):
+        try:  # every compiled module imports, then the recipe's own test passes
+            with clock.stage("imports"):
+                imports.check(wheel.path, target, bases[target.arch], config.container_network, config.upstream,
+                              label, config.build_timeout)
+            if recipe.test is not None:
+                with clock.stage("test"):
                     smoke.run(wheel.path, target, bases[target.arch], recipe.test, config.container_network,
                               label, config.build_timeout)
-                    tested[(wheel.path, target)] = None
-                except BuildFailure as failure:
-                    tested[(wheel.path, target)] = failure
+            tested[(wheel.path, target)] = None
+        except BuildFailure as failure:
+            tested[(wheel.path, target)] = failure
     verdict = gate.after_tests(checked, tested)
     yield (progress := dataclasses.replace(progress, wheels=verdict.wheels, verdict=verdict))
     if not verdict.wheels:
@@ -299,13 +355,27 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
         say(f"published {entry.filename}")
 
 
+def _learned(inferrer: sysdeps.Inferrer, failed: list[images.BuilderImage], say: Say) -> bool:
+    """Whether the logs of the failed builds name system packages to install and try again with."""
+    learned = [i for image in failed for i in inferrer.learn(image)]
+    for inference in learned:
+        say(f"installing {inference.package}: {inference.reason}")
+    return bool(learned)
+
+
 def _discovery_image(builders: tuple[tuple[str, images.BuilderImage], ...]) -> images.BuilderImage:
     """Build requirements are discovered once, natively where possible (QEMU is slow)."""
     native = images.host_arch().name
     return next((image for arch, image in builders if arch == native), builders[0][1])
 
 
-def _host_checks(output: build.BuildOutput, release: resolve.Release) -> dict[Path, repair.CheckedWheel | BuildFailure]:
+def _version(release: resolve.Release, recipe: recipes.Recipe, label: str) -> Version:
+    """The version the build publishes: the release's, or VERSION+<label>.N when the recipe's
+    patches are security fixes (remediation N)."""
+    return relabel.local_version(release.version, label, recipe.remediation) if recipe.remediation else release.version
+
+
+def _host_checks(output: build.BuildOutput, project: str, version: Version) -> dict[Path, repair.CheckedWheel | BuildFailure]:
     """Each distinct wheel checked once on the host, trusting nothing the container said."""
     checks: dict[Path, repair.CheckedWheel | BuildFailure] = {}
     for result in output.results:
@@ -313,7 +383,7 @@ def _host_checks(output: build.BuildOutput, release: resolve.Release) -> dict[Pa
             continue
         arch = None if output.kind is build.BuildKind.PURE else result.target.arch
         try:
-            checks[result.wheel] = repair.check(result.wheel, release.project, release.version, arch)
+            checks[result.wheel] = repair.check(result.wheel, project, version, arch)
         except BuildFailure as failure:
             checks[result.wheel] = failure
     return checks

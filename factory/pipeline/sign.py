@@ -100,10 +100,12 @@ class BuildFacts:
     started: str
     finished: str
     factory_version: str
+    patches: tuple[tuple[str, str], ...] = ()  # (path, sha256) of each recipe patch applied
     inputs: tuple[BuildInput, ...] = ()  # the wheels in the build environment of the wheel's targets
     system_packages: tuple[SystemPackage, ...] = ()  # Debian packages installed for the build
     requirements: tuple[str, ...] = ()  # what the project asked for to build
-    cutoff: str | None = None  # the build requirements were resolved as of this time
+    cutoffs: tuple[tuple[str, str | None], ...] = ()  # (CPython, as of when its build requirements were resolved)
+    floor: str | None = None  # a dependency's: no tools older than the release that needed it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +128,8 @@ def statement_predicate(facts: BuildFacts, builder_id: str) -> dict[str, Any]:
     if facts.recipe_digest:
         dependencies.append({"uri": f"file:{facts.recipe_path}", "digest": {"sha256": facts.recipe_digest},
                              "name": "recipe"})
+    for path, digest in facts.patches:
+        dependencies.append({"uri": f"file:{path}", "digest": {"sha256": digest}, "name": "patch"})
     for tag, image_id in facts.images:
         dependencies.append({"uri": f"oci:{tag}", "digest": {"sha256": image_id.removeprefix("sha256:")},
                              "name": "builder-image"})
@@ -142,7 +146,8 @@ def statement_predicate(facts: BuildFacts, builder_id: str) -> dict[str, Any]:
             "externalParameters": {"project": facts.project, "version": facts.version, "targets": list(facts.targets)},
             "internalParameters": {"factory": facts.factory_version,
                                    "buildRequirements": {"requested": list(facts.requirements),
-                                                         "resolvedAsOf": facts.cutoff}},
+                                                         "resolvedAsOf": dict(facts.cutoffs),
+                                                         "floor": facts.floor}},
             "resolvedDependencies": dependencies,
         },
         "runDetails": {

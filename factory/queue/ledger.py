@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS requests (
     built_version TEXT,
     updated DOUBLE PRECISION NOT NULL,
     origin TEXT,
+    floor TEXT,
     UNIQUE (project, version)
 );
 CREATE INDEX IF NOT EXISTS requests_by_state ON requests (state, priority);
@@ -110,7 +111,7 @@ CREATE TABLE IF NOT EXISTS ingested (
 
 COLUMNS = ("id", "project", "version", "state", "priority", "hits", "clients", "first_seen", "last_seen",
            "attempts", "not_before", "lease_owner", "lease_expires", "failure_class", "reason", "record",
-           "built_version", "updated", "origin")
+           "built_version", "updated", "origin", "floor")
 
 
 def priority(hits: int, clients: int, last_seen: float) -> float:
@@ -145,6 +146,7 @@ class Item:
     built_version: str | None
     updated: float
     origin: str | None = None  # why it was queued, when not for misses: "build dependency of X==V"
+    floor: str | None = None  # a build dependency's: built with tools no older than this
 
     @property
     def spec(self) -> str:
@@ -215,8 +217,9 @@ class _Dialect:
     def create(self, conn: Any) -> None:
         conn.executescript(SCHEMA.format(id=self.id_column))
         columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
-        if "origin" not in columns:  # a queue made before build dependencies
-            conn.execute("ALTER TABLE requests ADD COLUMN origin TEXT")
+        for column in ("origin", "floor"):  # a queue made before build dependencies
+            if column not in columns:
+                conn.execute(f"ALTER TABLE requests ADD COLUMN {column} TEXT")
 
     def lock_ingest(self, conn: Any) -> None:
         """Inside a transaction: wait for other ingests (SQLite's write lock already did)."""
@@ -263,7 +266,8 @@ class _Postgres(_Dialect):
             for statement in SCHEMA.format(id=self.id_column).split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute("ALTER TABLE requests ADD COLUMN IF NOT EXISTS origin TEXT")  # a queue made before it
+            for column in ("origin", "floor"):  # a queue made before build dependencies
+                conn.execute(f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS {column} TEXT")
         finally:
             conn.execute(f"SELECT pg_advisory_unlock({lock})")
 
@@ -490,12 +494,13 @@ class Ledger:
     # -- build dependencies ---------------------------------------------------------------------
 
     def wait(self, item: Item, worker: str, dependencies: Sequence[tuple[str, str]], record: str | None = None,
-             now: float | None = None) -> State | None:
+             floor: str | None = None, now: float | None = None) -> State | None:
         """The build of ``item`` needs ``dependencies`` (project, version) in the index first:
         queue those (with ``item``'s priority, the reason "build dependency of ..."), and let the
         item wait for them. Returns its new state: waiting; queued if they were all built
         meanwhile; failed when one failed already, or when they need the item itself (a cycle).
-        None if the lease was lost."""
+        None if the lease was lost. ``floor`` goes to the dependencies queued now: they are built with
+        tools no older than it."""
         now = time.time() if now is None else now
         origin = f"build dependency of {item.spec if item.version != LATEST else item.project}"
         with self._transaction():
@@ -515,8 +520,8 @@ class Ledger:
             for project, version in dependencies:
                 self._execute(
                     "INSERT INTO requests (project, version, state, priority, hits, clients, first_seen, last_seen, "
-                    "updated, origin) VALUES (?, ?, 'queued', ?, 0, 0, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [project, version, item.priority, now, now, now, origin])
+                    "updated, origin, floor) VALUES (?, ?, 'queued', ?, 0, 0, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [project, version, item.priority, now, now, now, origin, floor])
                 # A dependency is as urgent as what waits for it.
                 self._execute("UPDATE requests SET priority = {greatest}(priority, ?) WHERE project = ? AND "
                               "version = ? AND state = 'queued'", [item.priority, project, version])

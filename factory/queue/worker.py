@@ -92,7 +92,8 @@ class Worker:
 
     def _command(self, item: Item, build_id: str) -> list[str]:
         config = ["--config", str(self.config_path)] if self.config_path else []
-        return [sys.executable, "-m", "factory", *config, "build", "--build-id", build_id, item.spec]
+        floor = ["--floor", item.floor] if item.floor else []
+        return [sys.executable, "-m", "factory", *config, "build", "--build-id", build_id, *floor, item.spec]
 
     def _start(self, item: Item) -> None:
         build_id = new_build_id()
@@ -129,7 +130,7 @@ class Worker:
             result = Finished(run.item, state, seconds, None)
         elif record.status is BuildStatus.WAITING:  # build dependencies first: the ledger queues them
             deps = [(r.project, str(r.version)) for r in map(parse_request, record.waiting_for)]
-            state = self._db(lambda ledger: ledger.wait(run.item, self.id, deps, str(run.record)))
+            state = self._db(lambda ledger: ledger.wait(run.item, self.id, deps, str(run.record), record.waiting_floor))
             result = Finished(run.item, state, seconds, record)
         else:
             done = record

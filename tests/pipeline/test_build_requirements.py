@@ -73,8 +73,9 @@ def test_markupsafe_and_six_bootstrap_into_an_empty_index_offline_signed_and_rep
     assert "--network=none" in record.cibuildwheel_config
     assert '"PIP_INDEX_URL" = "file:///factory-index/simple/"' in record.cibuildwheel_config
     assert record.requirements.requested == ("setuptools>=70.1",)
-    assert record.requirements.pins == ("setuptools==75.2.0",)
-    assert record.requirements.cutoff == "2024-10-18T15:21:55Z"  # markupsafe 3.0.2's upload time (to the second)
+    assert record.requirements.pins == ("setuptools==75.2.0 ; python_version == '3.11'",)
+    # As of markupsafe 3.0.2's upload time, to the second (3.11 is older: no floor).
+    assert record.requirements.cutoffs == {"3.11": "2024-10-18T15:21:55Z"}
     (used,) = record.inputs
     assert (used.name, used.version, used.origin) == ("setuptools", "75.2.0", "factory")
 
@@ -123,7 +124,7 @@ def test_a_cython_project_is_built_with_the_cython_of_its_release_day(config, tm
     assert node.ok, f"{node.record.failure_class}: {node.record.reason}\n{node.record.log_tail}"
     pins = dict(p.split("==", 1) for p in (x.split(" ;")[0] for x in node.record.requirements.pins))
     # pyyaml 6.0.3 was uploaded on 2025-09-25: Cython 3.1.4 was the newest then, not today's.
-    assert node.record.requirements.cutoff == "2025-09-25T21:33:17Z"
+    assert node.record.requirements.cutoffs == {"3.11": "2025-09-25T21:33:17Z"}
     assert pins == {"cython": "3.1.4", "setuptools": "80.9.0"}
     assert "cython" in {n.request.project for n in node.walk()}  # rebuilt by factory first
     assert {i.name: i.origin for i in node.record.inputs} == {"cython": "factory", "setuptools": "factory"}

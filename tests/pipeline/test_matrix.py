@@ -82,11 +82,20 @@ def test_when_zig_cannot_compile_gcc_is_tried_and_the_gate_decides(config):
     assert "function definition is not allowed here" in log  # clang's refusal, first
 
 
-def test_a_missing_header_is_named(config):
+def test_a_missing_header_is_found_in_debian_and_installed_without_a_recipe(config):
     record = run(parse_request("fixture-needsyaml==1.0.0"), config)
-    assert record.status == "failed" and record.failure_class == "missing-system-library"
-    assert "header yaml.h not found" in record.reason
-    assert_not_published(config, "fixture-needsyaml")
+    assert record.status == "built", f"{record.failure_class}: {record.reason}"
+    (package,) = record.system_packages
+    assert package.name == "libyaml-dev" and "/usr/include/yaml.h is in libyaml-dev" in package.why
+
+
+def test_a_header_no_debian_package_ships_fails_naming_what_was_looked_for(config):
+    record = run(parse_request("fixture-nosuchheader==1.0.0"), config)
+    assert (record.status, record.failure_class) == ("failed", "missing-system-library"), record.reason
+    assert "header factory_no_such_library.h not found" in record.reason
+    assert "fatal error: 'factory_no_such_library.h' file not found" in record.reason  # the line that said so
+    assert "no Debian package in bookworm ships it" in record.reason
+    assert_not_published(config, "fixture-nosuchheader")
 
 
 def test_recipe_system_packages_are_installed_and_grafted(config, tmp_path):

@@ -143,12 +143,14 @@ def test_a_request_waits_for_its_build_dependencies_which_go_first(queue_url):
     with Ledger(queue_url) as ledger:
         ledger.add([demand("app", "1.0", hits=9), demand("other", "1.0", hits=5)], now=NOW)
         app = claim(ledger, "app", "1.0")
-        assert ledger.wait(app, "w", [("setuptools", "75.2.0"), ("cython", "3.0.11")], "r1.json", now=NOW) == "waiting"
+        assert ledger.wait(app, "w", [("setuptools", "75.2.0"), ("cython", "3.0.11")], "r1.json",
+                           floor="2024-10-18T15:21:55Z", now=NOW) == "waiting"
         item = ledger.get("app", "1.0")
         assert (item.state, item.attempts, item.lease_owner, item.reason) == \
             ("waiting", 0, None, "waiting for setuptools==75.2.0, cython==3.0.11")
         dep = ledger.get("setuptools", "75.2.0")
         assert (dep.state, dep.origin, dep.priority) == ("queued", "build dependency of app==1.0", app.priority)
+        assert dep.floor == "2024-10-18T15:21:55Z"  # built with tools no older than what needs it
         # The dependencies are as urgent as what waits for them: before `other`.
         first, second = ledger.claim("w", now=NOW), ledger.claim("w", now=NOW)
         assert {first.project, second.project} == {"setuptools", "cython"}

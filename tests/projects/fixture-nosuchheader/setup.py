@@ -1,0 +1,3 @@
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("fixture_nosuchheader", ["fixture_nosuchheader.c"])])
