@@ -28,7 +28,7 @@ import httpx
 
 from factory.plumbing.files import write_text
 from factory.sigstore_stack.ca import CertificateAuthority, load_or_create_root
-from factory.sigstore_stack.errors import StackError, StackNotStarted, StateDirBusy, TokenRequestFailed
+from factory.sigstore_stack.errors import StackError, StackNotStarted, StateDirBusy, StateDirCorrupt, TokenRequestFailed
 from factory.sigstore_stack.handler import Handler, Services, StackServer
 from factory.sigstore_stack.keys import load_or_create_key
 from factory.sigstore_stack.oidc import OidcIssuer
@@ -36,6 +36,8 @@ from factory.sigstore_stack.rekor import TransparencyLog
 from factory.sigstore_stack.trust import client_trust_config, write_trust_config
 
 LOG_NAME = "factory-sigstore"
+#: The shortest token secret the stack accepts (it writes 64 hex digits).
+MIN_SECRET = 32
 
 
 class _StackServerV6(StackServer):
@@ -143,7 +145,11 @@ class LocalSigstore:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32) + "\n")
-        return path.read_text().strip()
+        secret = path.read_text().strip()
+        if len(secret) < MIN_SECRET:  # an empty secret would hand a token to `Authorization: Bearer `
+            raise StateDirCorrupt(f"{path} holds {'no' if not secret else 'too short a'} secret (at least {MIN_SECRET} "
+                                  "characters): remove the file and start the stack again to make a new one")
+        return secret
 
     def _lock_state_dir(self) -> None:
         fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
