@@ -92,7 +92,8 @@ class Worker:
 
     def _command(self, item: Item, build_id: str) -> list[str]:
         config = ["--config", str(self.config_path)] if self.config_path else []
-        return [sys.executable, "-m", "factory", *config, "build", "--build-id", build_id, item.spec]
+        # "--": whatever the ledger holds is a request, never an option.
+        return [sys.executable, "-m", "factory", *config, "build", "--build-id", build_id, "--", item.spec]
 
     def _start(self, item: Item) -> None:
         build_id = new_build_id()
