@@ -331,7 +331,7 @@ def cmd_publish(args: argparse.Namespace, cfg: config.Config) -> int:
     if not args.rebuild:
         raise FactoryError("factory publishes what it builds; `factory publish --rebuild` rewrites every page")
     started = time.perf_counter()
-    n = publish.rebuild(cfg.index_dir, cfg.index_url)
+    n = publish.rebuild(cfg.index_dir, cfg.page_base_url)
     out.print(f"rewrote the pages of {n} projects in {time.perf_counter() - started:.2f} s")
     return 0
 
@@ -341,13 +341,18 @@ def cmd_index(args: argparse.Namespace, cfg: config.Config) -> int:
     from factory.index.manifest import PROJECT_STATUSES, ProjectStatus
 
     if args.action == "check":
-        report = check.check(cfg.index_dir, cfg.index_url)
+        signatures, why = _signature_check(cfg)
+        report = check.check(cfg.index_dir, cfg.page_base_url, signatures, why)
         for problem in report.problems:
             out.print(f"[red]problem[/red] {problem}", soft_wrap=True)
         pending = f"; {report.pending} files not on a page yet (an interrupted publish: `factory publish --rebuild`)" \
             if report.pending else ""
+        if report.stale:
+            pending += (f"; {len(report.stale)} projects' pages do not show a yank or status change yet "
+                        f"({', '.join(report.stale[:5])}: `factory publish --rebuild`)")
         verdict = "[green]ok[/green]" if report.ok else f"[red]{len(report.problems)} problems[/red]"
-        out.print(f"{verdict}: {report.projects} projects, {report.files} files checked{pending}")
+        out.print(f"{verdict}: {report.projects} projects, {report.files} files checked, "
+                  f"{report.signatures} signatures verified{pending}")
         return 0 if report.ok else 1
     if not args.project or not args.status:
         raise FactoryError("usage: factory index set-status PROJECT STATUS [--reason TEXT]")
@@ -355,9 +360,20 @@ def cmd_index(args: argparse.Namespace, cfg: config.Config) -> int:
         raise FactoryError(f"status must be one of {', '.join(PROJECT_STATUSES)}")
     project = parse_request(args.project).project
     status = None if args.status == "active" and not args.reason else ProjectStatus(args.status, args.reason)
-    publish.set_status(cfg.index_dir, project, status, cfg.index_url)
+    publish.set_status(cfg.index_dir, project, status, cfg.page_base_url)
     out.print(f"{project}: {args.status}")
     return 0
+
+
+def _signature_check(cfg: config.Config) -> tuple[SignatureCheck | None, str]:
+    """The check of every signature in the index, or None and why there is none."""
+    from factory import verify
+    from factory.pipeline.sign import SigningSettings
+
+    try:
+        return verify.SignatureCheck(SigningSettings.from_config(cfg)), ""
+    except FactoryError as exc:
+        return None, f"no trusted root to check it with ({exc})"
 
 
 def cmd_yank(args: argparse.Namespace, cfg: config.Config) -> int:
@@ -367,7 +383,7 @@ def cmd_yank(args: argparse.Namespace, cfg: config.Config) -> int:
     if request.version is None:
         raise FactoryError(f"{args.spec!r}: yank one version, as in {request.project}==1.2.3")
     n = publish.yank(cfg.index_dir, request.project, str(request.version), None if args.undo else args.reason,
-                     cfg.index_url)
+                     cfg.page_base_url)
     out.print(f"{'un-yanked' if args.undo else 'yanked'} {n} file{'s' if n != 1 else ''} of {request}")
     return 0
 
@@ -398,6 +414,7 @@ def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
     settings = ServeSettings(
         index_dir=cfg.index_dir, miss_log=args.miss_log or cfg.state_dir / "misses.jsonl",
         upstream=None if args.no_fallback else cfg.upstream, users=users, http_timeout=cfg.http_timeout,
+        upstream_key=cfg.state_dir / "serve" / "upstream.key",
     )
     err.print(f"serving {cfg.index_dir} at http://{args.host}:{args.port}/simple/ "
               f"({'closed' if args.no_fallback else 'falling back to ' + _masked(cfg.upstream)}; misses to {settings.miss_log})")

@@ -89,14 +89,27 @@ class SignatureCheck:
         verdict, why, _ = self.statement(bundle_path, filename, sha256)
         return verdict, why
 
+    def verify(self, bundle: bytes, filename: str, sha256: str) -> str | None:
+        """None when ``bundle`` (a bundle's JSON) is a valid signature of exactly that file, else
+        why not (what ``factory index check`` asks of every bundle and attestation)."""
+        verdict, why, _ = self._statement(bundle, filename, sha256)
+        return None if verdict == "verified" else why
+
     def statement(self, bundle_path: Path, filename: str, sha256: str) -> tuple[str, str, dict | None]:
         """Like :meth:`check`, with the signed in-toto statement when the signature holds."""
+        try:
+            data = bundle_path.read_bytes()
+        except OSError as exc:
+            return "failed", f"cannot read the bundle: {exc.strerror}", None
+        return self._statement(data, filename, sha256)
+
+    def _statement(self, data: bytes, filename: str, sha256: str) -> tuple[str, str, dict | None]:
         from sigstore.models import Bundle
         from sigstore.verify import Verifier
         from sigstore.verify.policy import Identity
 
         try:
-            bundle = Bundle.from_json(bundle_path.read_bytes())
+            bundle = Bundle.from_json(data)
             _, payload = Verifier(trusted_root=self.trust.trusted_root).verify_dsse(
                 bundle, Identity(identity=self.identity, issuer=self.issuer))
             statement = json.loads(payload)
@@ -131,8 +144,16 @@ class IndexView:
 def _signature(view: IndexView, check: SignatureCheck, entry: FileEntry) -> tuple[str, str]:
     bundle = view.path(entry).with_name(entry.filename + ".sigstore.json")
     if not bundle.is_file():
-        return "unsigned", "published without a signature"
+        return _missing(entry)
     return check.check(bundle, entry.filename, entry.sha256)
+
+
+def _missing(entry: FileEntry) -> tuple[str, str]:
+    """A bundle that is not there: the manifest says whether the file was published signed
+    (then the bundle was removed, and that fails) or unsigned (allow-unsigned)."""
+    if entry.provenance is not None:
+        return "failed", "published signed, but its signature (bundle) is missing from the index"
+    return "unsigned", "published without a signature"
 
 
 def verify_wheels(paths: Iterable[Path], view: IndexView, check: SignatureCheck) -> Iterator[Finding]:
@@ -266,7 +287,7 @@ def _deep(name: str, filename: str, sha256: str, view: IndexView, check: Signatu
     else:
         bundle = view.path(entry).with_name(entry.filename + ".sigstore.json")
         if not bundle.is_file():
-            found = Input(name, entry.filename, sha256, "unsigned", "no signature (bundle) beside it in the index")
+            found = Input(name, entry.filename, sha256, *_missing(entry))
         else:
             verdict, why, statement = check.statement(bundle, entry.filename, entry.sha256)
             inputs: list[Input] = []
