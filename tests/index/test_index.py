@@ -7,8 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
+from packaging.version import Version
 from support.wheels import make_wheel
 
 from factory.index import pages
@@ -285,3 +287,43 @@ def test_check_reads_every_page_with_a_strict_client(index, tmp_path):
     root = (index / "simple" / "index.json").resolve()
     root.write_text(json.dumps({"projects": [{"name": "demo"}]}))  # no meta
     assert any("root: page unreadable by a strict client" in p for p in check(index, base(index)).problems)
+
+
+def _rewritten(wheel, dest, change):
+    """A copy of ``wheel`` named ``dest`` whose members ``change(name, data)`` rewrites."""
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(dest, "w") as out:
+        for info in src.infolist():
+            name, data = change(info.filename, src.read(info))
+            out.writestr(zipfile.ZipInfo(name, date_time=info.date_time), data)
+    return dest
+
+
+@pytest.mark.parametrize("lie", ["metadata-name", "metadata-version", "dist-info"])
+def test_a_wheel_that_is_not_what_its_name_says_is_refused(index, tmp_path, lie):
+    """Issue 12, item 10: only the file name was checked, so a wheel whose METADATA (or .dist-info)
+    named another project or version was published, and, the index being immutable, pip refused
+    that version for good."""
+    from factory.failures import BuildFailure, FailureClass
+    from factory.index.distfile import WheelMismatch
+    from factory.pipeline.repair import check as host_check
+
+    good = make_wheel(tmp_path / "good", "demo", "1.0")
+
+    def change(name, data):
+        if lie == "metadata-name" and name.endswith("METADATA"):
+            return name, data.replace(b"Name: demo", b"Name: other")
+        if lie == "metadata-version" and name.endswith("METADATA"):
+            return name, data.replace(b"Version: 1.0", b"Version: 2.0")
+        if lie == "dist-info":
+            return name.replace("demo-1.0.dist-info", "demo-2.0.dist-info"), data
+        return name, data
+
+    (tmp_path / "bad").mkdir()
+    bad = _rewritten(good, tmp_path / "bad" / good.name, change)
+    with pytest.raises(WheelMismatch, match="demo-1.0-py3-none-any.whl: its (METADATA|.dist-info directory) says"):
+        inspect_wheel(bad)
+    with pytest.raises(BuildFailure) as refused:  # the host's check after the build says so first
+        host_check(bad, "demo", Version("1.0"))
+    assert refused.value.failure_class == FailureClass.POLICY
+    assert host_check(good, "demo", Version("1.0")).policy == "pure"
+    assert Manifest.existing(index) is None  # nothing was published
