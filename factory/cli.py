@@ -448,13 +448,14 @@ def cmd_verify(args: argparse.Namespace, cfg: config.Config) -> int:
             table.add_column(column, overflow="fold")
         for f in report.findings:
             sig = {"verified": "[green]verified[/green]", "failed": "[red]failed[/red]"}.get(f.signature, f.signature)
+            sig += " [red](changed)[/red]" if f.changed else ""
             table.add_row(f.name, f.version, "[green]yes[/green]" if f.ours else "[yellow]no[/yellow]", sig,
                           f.detail or (f.wheel or ""))
         out.print(table)
         out.print(report.summary)
     if args.require_all and not all(f.trusted for f in report.findings):
         return 1
-    return 1 if any(f.signature == "failed" for f in report.findings) else 0
+    return 1 if any(f.failed for f in report.findings) else 0
 
 
 def _verify_deep(args: argparse.Namespace, view: IndexView, check: SignatureCheck) -> int:
