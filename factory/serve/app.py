@@ -12,7 +12,7 @@
   leave the index directory.
 - ``/upstream/...``: files of upstream projects, fetched for the client and logged as misses.
 A name that is not a project name (PEP 508, at most 200 characters) is not found.
-Every response asks for credentials first when a users file is configured.
+Every response asks for credentials first when a users file is configured (see ``RequireAuth``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import contextlib
 import dataclasses
 import email.utils
 import hashlib
+import math
 import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import unquote
@@ -40,7 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from factory.index.pages import HTML_TYPE, JSON_TYPE, absolute_provenance
 from factory.plumbing.net import USER_AGENT
 from factory.queue.misses import classify_path, valid_name
-from factory.serve.auth import Users
+from factory.serve.auth import MAX_HASHING, Credentials, Throttle, Users, credentials
 from factory.serve.misslog import MissLog
 from factory.serve.upstream import KEY_BYTES, Upstream, UpstreamRefused, load_or_create_key, render
 
@@ -237,22 +239,63 @@ def create_app(settings: ServeSettings) -> Starlette:
 
 
 class RequireAuth:
-    """ASGI middleware: every request must carry credentials the users file accepts."""
+    """ASGI middleware: every request must carry credentials the users file accepts.
 
-    def __init__(self, app: ASGIApp, users: Users) -> None:
+    Credentials verified before pass at once. Others are checked one at a time per client, in
+    threads of their own (PBKDF2 takes a while by design, and must not starve the file serving
+    of the shared pool), at most ``MAX_HASHING`` at once; a client whose failures back off is
+    answered 429 without any hashing (see ``auth``)."""
+
+    def __init__(self, app: ASGIApp, users: Users, throttle: Throttle | None = None) -> None:
         self.app, self.users = app, users
+        self.throttle = throttle or Throttle()
+        self._clients: dict[str, anyio.Lock] = {}
+        self._limiter: anyio.CapacityLimiter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             header = dict(scope["headers"]).get(b"authorization")
-            # PBKDF2 takes a while by design: in a thread, so one request does not stall the others.
-            allowed = await anyio.to_thread.run_sync(self.users.authorize, header.decode("latin-1") if header else None)
+            found = credentials(header.decode("latin-1") if header else None)
+            client = scope["client"][0] if scope.get("client") else ""
+            retry = 0.0
+            if found is None:
+                allowed = False
+            elif self.users.known(found):
+                allowed = True
+            else:
+                allowed, retry = await self._check(found, client)
             if not allowed:
-                response = PlainTextResponse("credentials required", status_code=401,
-                                             headers={"WWW-Authenticate": 'Basic realm="factory", charset="UTF-8"'})
+                if retry:
+                    response = PlainTextResponse("too many failed logins: try again later", status_code=429,
+                                                 headers={"Retry-After": str(math.ceil(retry))})
+                else:
+                    response = PlainTextResponse("credentials required", status_code=401,
+                                                 headers={"WWW-Authenticate": 'Basic realm="factory", charset="UTF-8"'})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _check(self, found: Credentials, client: str) -> tuple[bool, float]:
+        """(allowed, seconds to wait before trying again) for credentials not verified before."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(MAX_HASHING)
+        lock = self._clients.setdefault(client, anyio.Lock())
+        try:
+            async with lock:  # a client's attempts one at a time: its failures count before its next try
+                if self.users.known(found):  # verified while this one waited (uv asks in parallel)
+                    return True, 0.0
+                wait = self.throttle.wait(client, time.monotonic())
+                if wait > 0:
+                    return False, wait
+                ok = await anyio.to_thread.run_sync(self.users.check, found, limiter=self._limiter)
+                if ok:
+                    self.throttle.succeeded(client)
+                else:
+                    self.throttle.failed(client, time.monotonic())
+                return ok, 0.0
+        finally:
+            if not lock.locked() and not self.throttle.tracks(client):
+                self._clients.pop(client, None)
 
 
 def _closer(response: httpx.Response) -> BackgroundTask:
