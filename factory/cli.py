@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from factory import __version__, config, recipes
-from factory.failures import FactoryError
+from factory.failures import BuildFailure, FactoryError
 from factory.pipeline import bootstrap, images
 from factory.pipeline.record import BuildRecord, TargetStatus, record_path
 from factory.pipeline.request import parse_request
@@ -79,7 +79,8 @@ def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
         if not cfg.allow_unsigned:
             raise FactoryError("--no-sign publishes unsigned wheels: allow it in the config (allow-unsigned = true)")
         cfg = cfg.replace(signing="none")
-    _local_stack(cfg, args.config)
+    # A worker's build: the worker checked signing before it claimed anything.
+    _local_stack(cfg, args.config, check=not args.build_id)
     # SIGTERM (from a worker, say) stops a build the way Ctrl-C does: containers removed, record kept.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     say = (lambda _: None) if args.json else _say
@@ -126,7 +127,7 @@ def cmd_rebuild_check(args: argparse.Namespace, cfg: config.Config) -> int:
 
     request = parse_request(args.spec)
     cfg = _narrowed(args, cfg)
-    _local_stack(cfg, args.config)
+    _local_stack(cfg, args.config, check=False)  # nothing is signed
     report = rebuild_check(request, cfg, _say)
     if report.record.status.value != "built":
         _print_record(report.record, cfg)
@@ -499,32 +500,47 @@ def _input_tree(root: Input) -> Tree:
     return tree
 
 
-def _local_stack(cfg: config.Config, config_path: Path | None) -> None:
-    """With ``signing = "local"``, start factory's own Sigstore stack if it is not running."""
+def _local_stack(cfg: config.Config, config_path: Path | None, check: bool = True) -> None:
+    """With ``signing = "local"``, start the Sigstore stack of the state directory if it is not
+    running; then (``check``) make sure signing can succeed, before anything is built."""
+    from factory.pipeline.sign import SigningSettings, preflight
     from factory.sigstore_stack.background import ensure_running
+    from factory.sigstore_stack.errors import StackError
 
-    if cfg.signing == "local" and ensure_running(cfg.local_sigstore, cfg.state_dir / "sigstore", config_path):
-        _say(f"started the local Sigstore stack at {cfg.local_sigstore} (log: {cfg.state_dir / 'sigstore' / 'stack.log'})")
+    settings = SigningSettings.from_config(cfg)
+    try:
+        if cfg.signing == "local" and (url := ensure_running(settings.stack_dir, cfg.local_sigstore, config_path)):
+            _say(f"started the local Sigstore stack of {settings.stack_dir} at {url} "
+                 f"(log: {settings.stack_dir / 'stack.log'})")
+        if check:
+            preflight(settings)
+    except BuildFailure as failure:
+        raise FactoryError(f"signing cannot succeed, so nothing is built: {failure.reason}") from None
+    except StackError as exc:
+        raise FactoryError(f"signing cannot succeed, so nothing is built: {exc}") from None
 
 
 def cmd_sigstore_stack(args: argparse.Namespace, cfg: config.Config) -> int:
     from urllib.parse import urlsplit
 
+    from factory.pipeline.sign import SigningSettings
     from factory.sigstore_stack import serve
 
-    state = args.state or cfg.state_dir / "sigstore"
-    where = urlsplit(cfg.local_sigstore)
+    state = args.state or SigningSettings.from_config(cfg).stack_dir
     if args.background:
         from factory.sigstore_stack.background import ensure_running
 
         if cfg.signing != "local":
             out.print(f"signing = {cfg.signing!r}: no local Sigstore stack needed")
-        elif ensure_running(cfg.local_sigstore, state, args.config):
-            out.print(f"started the Sigstore stack at {cfg.local_sigstore} (state {state}, log {state / 'stack.log'})")
+        elif url := ensure_running(state, cfg.local_sigstore, args.config):
+            out.print(f"started the Sigstore stack of {state} at {url} (log {state / 'stack.log'})")
         else:
-            out.print(f"the Sigstore stack at {cfg.local_sigstore} is running")
+            out.print(f"the Sigstore stack of {state} is running")
         return 0
-    serve(state, where.hostname or "127.0.0.1", where.port or 80, lambda m: err.print(m, soft_wrap=True))
+    where = urlsplit(cfg.local_sigstore) if cfg.local_sigstore else None
+    host = args.host or (where.hostname if where else None) or "127.0.0.1"
+    port = args.port if args.port is not None else (where.port or 80) if where else 0
+    serve(state, host, port, lambda m: err.print(m, soft_wrap=True))
     return 0
 
 
@@ -631,7 +647,10 @@ def parser() -> argparse.ArgumentParser:
 
     sg = sub.add_parser("sigstore-stack", help="run factory's local Sigstore stack (OIDC issuer, CA, Rekor log)")
     sg.add_argument("--state", type=Path, help="keys and log (default: state-dir/sigstore)")
-    sg.add_argument("--background", action="store_true", help="start it detached unless it already answers")
+    sg.add_argument("--background", action="store_true", help="start it detached unless it already runs")
+    sg.add_argument("--host", help="address to listen on (default: local-sigstore's, else 127.0.0.1)")
+    sg.add_argument("--port", type=int, help="port (default: local-sigstore's, else one the system picks; the "
+                                             "stack says which in its state directory)")
     sg.set_defaults(func=cmd_sigstore_stack)
 
     i = sub.add_parser("images", help="build the builder images (ensure), print their tags, remove old ones (prune)")

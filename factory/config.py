@@ -144,7 +144,8 @@ class Config:
     allow_unsigned: bool = setting(lambda: False, "whether unsigned wheels may be published (signing = none)")
     trust_config: Path | None = setting(lambda: None, "Sigstore client trust config (default: the local "
                                         "stack's, or the public instance's with signing = sigstore)")
-    local_sigstore: str = setting(lambda: "http://127.0.0.1:8473", "the URL of `factory sigstore-stack`", _http)
+    local_sigstore: str = setting(lambda: "", "the URL of `factory sigstore-stack` (default: where the stack of "
+                                  "the state directory says it listens, a port of its own)", _optional_http)
     local_sigstore_secret: Path | None = setting(lambda: None, "the local stack's token.secret "
                                                  "(default: state-dir/sigstore/token.secret)")
     signing_identity: str = setting(lambda: "", "identity the wheels are signed as (default: factory@localhost "

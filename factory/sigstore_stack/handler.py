@@ -146,6 +146,15 @@ class Handler(BaseHTTPRequestHandler):
                 raise BadRequest('a token request is {"email": "...", "lifetime": seconds (optional)}')
             token = services.oidc.mint(email, lifetime)
             return 200, {"id_token": token, "token_type": "Bearer"}
+        if path == "/factory/prove":
+            challenge = request.get("challenge")
+            try:
+                raw = base64.b64decode(challenge, validate=True) if isinstance(challenge, str) else b""
+            except binascii.Error:
+                raw = b""
+            if not 16 <= len(raw) <= 64:
+                raise BadRequest('a proof request is {"challenge": base64 of 16 to 64 random bytes}')
+            return 200, {"signature": base64.b64encode(services.ca.prove(raw)).decode()}
         if path == "/api/v2/signingCert":
             return 201, self._signing_cert(services, request)
         if path == "/api/v1/log/entries":

@@ -7,7 +7,11 @@ State directory layout (everything a restart needs; keys are readable by the own
     stack.json                    the issuer URL and the log's tree ID, fixed at the first start
     rekor/entries.jsonl           the transparency log
     trust_config.json             the client trust config, rewritten at every start (the URL may change)
+    running.json                  where the stack that runs on the directory listens (gone when it stops)
     lock                          held while a stack runs on the directory
+
+Clients that share the state directory pin its trust config and find the stack through
+``running.json`` (``client.py``): each state directory's stack listens on a port of its own.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import httpx
 
 from factory.plumbing.files import write_text
 from factory.sigstore_stack.ca import CertificateAuthority, load_or_create_root
+from factory.sigstore_stack.client import RUNNING
 from factory.sigstore_stack.errors import StackError, StackNotStarted, StateDirBusy, StateDirCorrupt, TokenRequestFailed
 from factory.sigstore_stack.handler import Handler, Services, StackServer
 from factory.sigstore_stack.keys import load_or_create_key
@@ -126,10 +131,14 @@ class LocalSigstore:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="sigstore-stack", daemon=True)
         self._thread.start()
+        # Last: who finds it answers at once.
+        write_text(self.state_dir / RUNNING, json.dumps({"url": url, "pid": os.getpid()}) + "\n")
 
     def stop(self) -> None:
         """Stop serving and release the state directory; a no-op if not running."""
         server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None and self._lock_fd is not None:
+            (self.state_dir / RUNNING).unlink(missing_ok=True)
         if server is not None:
             if thread is not None:
                 server.shutdown()
