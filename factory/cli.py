@@ -8,6 +8,7 @@ import dataclasses
 import datetime
 import getpass
 import json
+import os
 import re
 import secrets
 import signal
@@ -83,6 +84,10 @@ def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
     _local_stack(cfg, args.config, check=not args.build_id)
     # SIGTERM (from a worker, say) stops a build the way Ctrl-C does: containers removed, record kept.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    if args.lease_file:  # a worker's build stops itself when the worker stops renewing its lease
+        from factory.queue import lease
+
+        lease.watch(args.lease_file, lambda: os.kill(os.getpid(), signal.SIGTERM))
     say = (lambda _: None) if args.json else _say
     done = []
     for request in requests:
@@ -566,6 +571,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--python", action="append", help="only this CPython, e.g. 3.13 (repeatable)")
     b.add_argument("--json", action="store_true", help="print the build records as JSON, nothing else")
     b.add_argument("--build-id", help=argparse.SUPPRESS)  # a worker names its build, to find its record
+    b.add_argument("--lease-file", type=Path, help=argparse.SUPPRESS)  # and says how long it may run (lease.py)
     b.add_argument("--no-sign", action="store_true", help="publish unsigned (only where allow-unsigned = true)")
     b.set_defaults(func=cmd_build)
 
