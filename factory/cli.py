@@ -372,10 +372,18 @@ def cmd_index(args: argparse.Namespace, cfg: config.Config) -> int:
 
 
 def _signature_check(cfg: config.Config) -> tuple[SignatureCheck | None, str]:
-    """The check of every signature in the index, or None and why there is none."""
+    """The check of every signature in the index, or None and why there is none (also when
+    nothing in it is signed: then no trusted root needs loading)."""
     from factory import verify
+    from factory.index.manifest import Manifest
     from factory.pipeline.sign import SigningSettings
 
+    manifest = Manifest.existing(cfg.index_dir)
+    if manifest is None:
+        return None, "no manifest"
+    with manifest:
+        if not any(e.provenance for e in manifest.all_files()):
+            return None, "nothing is signed"
     try:
         return verify.SignatureCheck(SigningSettings.from_config(cfg)), ""
     except FactoryError as exc:
