@@ -120,15 +120,16 @@ class _Checker:
             with manifest as m:
                 entries = {e.filename: e for e in m.all_files()}
                 statuses = m.statuses()
-        projects = {e.project for e in entries.values()}
-        names = self._root(simple_dir, projects)
+        by_project: dict[str, list[FileEntry]] = {}
+        for entry in entries.values():
+            by_project.setdefault(entry.project, []).append(entry)
+        names = self._root(simple_dir, set(by_project))
         seen: set[str] = set()
         for name in names or []:
             if canonicalize_name(name) != name:
                 self.problems.append(f"root: {name!r} is not a normalized name")
                 continue
-            mine = [e for e in entries.values() if e.project == name]
-            seen |= self._project(simple_dir / name, name, mine, statuses.get(name))
+            seen |= self._project(simple_dir / name, name, by_project.get(name, []), statuses.get(name))
         for entry in entries.values():
             self._files(entry)
         quarantined = {p for p, s in statuses.items() if s.status == "quarantined"}

@@ -22,7 +22,7 @@ from factory.sigstore_stack.errors import (
     TokenRejected,
     TokenRequestFailed,
 )
-from factory.sigstore_stack.stack import LocalSigstore, fetch_identity_token, fetch_trust, serve
+from factory.sigstore_stack.stack import LocalSigstore, fetch_identity_token, serve
 
 __all__ = [
     "BadIdentity",
@@ -40,6 +40,5 @@ __all__ = [
     "TokenRejected",
     "TokenRequestFailed",
     "fetch_identity_token",
-    "fetch_trust",
     "serve",
 ]

@@ -46,7 +46,7 @@ class Services:
     oidc: OidcIssuer
     ca: CertificateAuthority
     log: TransparencyLog
-    trust_config: dict[str, Any]  # what clients load, also served for those without the state directory
+    trust_config: dict[str, Any]  # what clients load; also served, to look at: factory pins its own from the state dir
     token_secret: str  # what a client must show to get an identity token
 
 

@@ -228,15 +228,3 @@ def fetch_identity_token(stack_url: str, email: str, secret: str, *, lifetime: i
     if not isinstance(token, str):
         raise TokenRequestFailed("the sigstore stack answered without a token")
     return token
-
-
-def fetch_trust(stack_url: str) -> tuple[dict[str, Any], str]:
-    """The client trust config and the OIDC issuer of the stack running at ``stack_url``, for
-    clients that do not share its state directory. Raises ``TokenRequestFailed`` when it does not
-    answer."""
-    try:
-        response = httpx.get(f"{stack_url.rstrip('/')}/factory/trust", timeout=30)
-        data = response.json()
-        return data["trustConfig"], data["issuer"]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
-        raise TokenRequestFailed(f"cannot get the trust config of the sigstore stack at {stack_url}: {e}") from e
