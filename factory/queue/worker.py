@@ -34,6 +34,7 @@ from factory.plumbing import podman
 from factory.plumbing.processes import die_with_parent
 from factory.queue import lease
 from factory.queue.ledger import Item, Ledger, LedgerUnavailable, State
+from factory.queue.misses import MAX_NAME, valid_name
 
 #: How often a database error is retried (with a new connection) before the worker gives up.
 DB_RETRIES = 5
@@ -113,6 +114,16 @@ class Worker:
         path = record_path(self.config.records_dir, item.project, build_id)
         self.running[item.id] = Running(item, proc, path, lease_file, now, now)
 
+    def _refuse(self, item: Item) -> None:
+        """An item queued before names were checked, whose name is no project's: refused, never
+        passed to a build (a huge one made every start fail with E2BIG)."""
+        state = self._db(lambda ledger: ledger.finish(
+            item, self.id, BuildStatus.FAILED, FailureClass.NOT_FOUND,
+            f"not a project name (PEP 508, at most {MAX_NAME} characters): {item.project[:60]!r}"))
+        result = Finished(item, state, 0.0, None)
+        self.finished.append(result)
+        self.on_finish(result)
+
     def stop(self, *_: object) -> None:
         """Claim nothing more; stop the builds under way (their items go back to the queue)."""
         self.stopping = True
@@ -173,7 +184,10 @@ class Worker:
                     if item is None:
                         break
                     claimed += 1
-                    self._start(item)
+                    if valid_name(item.project):
+                        self._start(item)
+                    else:
+                        self._refuse(item)
                 if not self.running:
                     if self.stopping or once or not forever:
                         break

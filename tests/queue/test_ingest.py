@@ -1,6 +1,7 @@
 """Ingestion into the ledger: aggregation, idempotent by content, appended logs, --strict."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from factory.queue.ingest import IngestError, ingest
-from factory.queue.ledger import Ledger
+from factory.queue.ledger import Demand, Ledger
 
 SAMPLE = Path(__file__).parents[1] / "data" / "sample-misses.log"
 
@@ -142,3 +143,20 @@ def test_a_log_sharing_its_first_line_with_another_is_ingested(queue_url):
                                                  b'"GET /simple/six/ HTTP/1.1" 404 1 "-" "pip"\n')
         assert (grown.misses, grown.skipped_bytes) == (1, len(other))
         assert snapshot(ledger)[("six", "latest")] == ("queued", 3, 2)
+
+
+def test_a_name_queued_before_names_were_checked_is_refused_not_built(config):
+    """Issue 12, item 12: such an item failed three times as internal, and a 200 KB one crashed the
+    worker with E2BIG on every claim."""
+    env = {**os.environ, "FACTORY_STATE_DIR": str(config.state_dir), "FACTORY_UPSTREAM": config.upstream,
+           "FACTORY_INDEX_DIR": str(config.index_dir)}
+    with Ledger(str(config.state_dir / "queue.sqlite3")) as ledger:
+        ledger.add([Demand(name, "1.0", 1, frozenset({"c"}), 1.0, 1.0) for name in ("$(id)", "a" * 200_000)])
+    done = subprocess.run([sys.executable, "-m", "factory", "worker"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    with Ledger(str(config.state_dir / "queue.sqlite3")) as ledger:
+        items = ledger.all()
+    assert [(i.state, i.failure_class) for i in items] == [("refused", "not-found")] * 2
+    assert all("not a project name" in i.reason for i in items)
+    assert not (config.state_dir / "records").exists()  # no build was started
