@@ -14,6 +14,7 @@ from support.index_server import LocalIndex
 from support.server import running
 from support.wheels import make_wheel
 
+from factory.index.check import check
 from factory.index.distfile import inspect_wheel
 from factory.index.publish import publish
 from factory.serve.auth import add_user
@@ -26,8 +27,8 @@ def index(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     index = root / "index"
     # Ours: a project named like one the upstream has too, at another version.
-    publish(index, [inspect_wheel(make_wheel(root / "w", "fixture-pure", "9.9", body="ours"))],
-            index.resolve().as_uri() + "/")
+    publish(index, [inspect_wheel(make_wheel(root / "w", "fixture-pure", "9.9", body="ours"))], "")
+    assert check(index, "").ok  # read with a strict client first
     return index
 
 
