@@ -296,6 +296,8 @@ class RequireAuth:
         finally:
             if not lock.locked() and not self.throttle.tracks(client):
                 self._clients.pop(client, None)
+            if len(self._clients) > self.throttle.clients:  # clients the throttle forgot: their locks too
+                self._clients = {c: k for c, k in self._clients.items() if k.locked() or self.throttle.tracks(c)}
 
 
 def _closer(response: httpx.Response) -> BackgroundTask:
