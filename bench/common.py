@@ -74,4 +74,4 @@ def warm_copy(source: Path, dest: Path, project: str) -> None:
     shutil.copytree(source / "state" / "cache", dest / "state" / "cache")
     with Manifest.of(dest / "index") as manifest:
         manifest.db.execute("DELETE FROM files WHERE project = ?", (project,))
-    rebuild(dest / "index", (dest / "index").resolve().as_uri() + "/")
+    rebuild(dest / "index", "")  # the pages as a default config writes them

@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="factory-bench-") as tmp, LocalSigstore(Path(tmp) / "stack") as stack:
         settings = SigningSettings("local", stack.trust_config_path, stack.url, stack.token_secret_path,
-                                   "factory@localhost", stack.issuer, "tag:factory,2026:builder/bench")
+                                   "factory@localhost", stack.issuer, "tag:factory,2026:builder/bench", stack.state_dir)
         wheels = [make_wheel(Path(tmp) / "w", f"bench-{n}", "1.0", body=str(n)) for n in range(args.wheels)]
         facts = BuildFacts("bench", "1.0", ("cp311-x86_64",), "https://example.invalid/bench-1.0.tar.gz", "0" * 64,
                            "", "", (("localhost/factory-builder:x", "sha256:" + "1" * 64),), "bench", "", "", "0")

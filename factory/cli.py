@@ -8,6 +8,7 @@ import dataclasses
 import datetime
 import getpass
 import json
+import os
 import re
 import secrets
 import signal
@@ -23,7 +24,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from factory import __version__, config, recipes
-from factory.failures import FactoryError
+from factory.failures import BuildFailure, FactoryError
 from factory.pipeline import bootstrap, images
 from factory.pipeline.record import BuildRecord, TargetStatus, record_path
 from factory.pipeline.request import parse_request
@@ -79,9 +80,14 @@ def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
         if not cfg.allow_unsigned:
             raise FactoryError("--no-sign publishes unsigned wheels: allow it in the config (allow-unsigned = true)")
         cfg = cfg.replace(signing="none")
-    _local_stack(cfg, args.config)
+    # A worker's build: the worker checked signing before it claimed anything.
+    _local_stack(cfg, args.config, check=not args.build_id)
     # SIGTERM (from a worker, say) stops a build the way Ctrl-C does: containers removed, record kept.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    if args.lease_file:  # a worker's build stops itself when the worker stops renewing its lease
+        from factory.queue import lease
+
+        lease.watch(args.lease_file, lambda: os.kill(os.getpid(), signal.SIGTERM))
     say = (lambda _: None) if args.json else _say
     done = []
     for request in requests:
@@ -126,7 +132,7 @@ def cmd_rebuild_check(args: argparse.Namespace, cfg: config.Config) -> int:
 
     request = parse_request(args.spec)
     cfg = _narrowed(args, cfg)
-    _local_stack(cfg, args.config)
+    _local_stack(cfg, args.config, check=False)  # nothing is signed
     report = rebuild_check(request, cfg, _say)
     if report.record.status.value != "built":
         _print_record(report.record, cfg)
@@ -352,7 +358,7 @@ def cmd_publish(args: argparse.Namespace, cfg: config.Config) -> int:
     if not args.rebuild:
         raise FactoryError("factory publishes what it builds; `factory publish --rebuild` rewrites every page")
     started = time.perf_counter()
-    n = publish.rebuild(cfg.index_dir, cfg.index_url)
+    n = publish.rebuild(cfg.index_dir, cfg.page_base_url)
     out.print(f"rewrote the pages of {n} projects in {time.perf_counter() - started:.2f} s")
     return 0
 
@@ -362,13 +368,18 @@ def cmd_index(args: argparse.Namespace, cfg: config.Config) -> int:
     from factory.index.manifest import PROJECT_STATUSES, ProjectStatus
 
     if args.action == "check":
-        report = check.check(cfg.index_dir, cfg.index_url)
+        signatures, why = _signature_check(cfg)
+        report = check.check(cfg.index_dir, cfg.page_base_url, signatures, why)
         for problem in report.problems:
             out.print(f"[red]problem[/red] {problem}", soft_wrap=True)
         pending = f"; {report.pending} files not on a page yet (an interrupted publish: `factory publish --rebuild`)" \
             if report.pending else ""
+        if report.stale:
+            pending += (f"; {len(report.stale)} projects' pages do not show a yank or status change yet "
+                        f"({', '.join(report.stale[:5])}: `factory publish --rebuild`)")
         verdict = "[green]ok[/green]" if report.ok else f"[red]{len(report.problems)} problems[/red]"
-        out.print(f"{verdict}: {report.projects} projects, {report.files} files checked{pending}")
+        out.print(f"{verdict}: {report.projects} projects, {report.files} files checked, "
+                  f"{report.signatures} signatures verified{pending}")
         return 0 if report.ok else 1
     if not args.project or not args.status:
         raise FactoryError("usage: factory index set-status PROJECT STATUS [--reason TEXT]")
@@ -376,9 +387,28 @@ def cmd_index(args: argparse.Namespace, cfg: config.Config) -> int:
         raise FactoryError(f"status must be one of {', '.join(PROJECT_STATUSES)}")
     project = parse_request(args.project).project
     status = None if args.status == "active" and not args.reason else ProjectStatus(args.status, args.reason)
-    publish.set_status(cfg.index_dir, project, status, cfg.index_url)
+    publish.set_status(cfg.index_dir, project, status, cfg.page_base_url)
     out.print(f"{project}: {args.status}")
     return 0
+
+
+def _signature_check(cfg: config.Config) -> tuple[SignatureCheck | None, str]:
+    """The check of every signature in the index, or None and why there is none (also when
+    nothing in it is signed: then no trusted root needs loading)."""
+    from factory import verify
+    from factory.index.manifest import Manifest
+    from factory.pipeline.sign import SigningSettings
+
+    manifest = Manifest.existing(cfg.index_dir)
+    if manifest is None:
+        return None, "no manifest"
+    with manifest:
+        if not any(e.provenance for e in manifest.all_files()):
+            return None, "nothing is signed"
+    try:
+        return verify.SignatureCheck(SigningSettings.from_config(cfg)), ""
+    except FactoryError as exc:
+        return None, f"no trusted root to check it with ({exc})"
 
 
 def cmd_yank(args: argparse.Namespace, cfg: config.Config) -> int:
@@ -388,7 +418,7 @@ def cmd_yank(args: argparse.Namespace, cfg: config.Config) -> int:
     if request.version is None:
         raise FactoryError(f"{args.spec!r}: yank one version, as in {request.project}==1.2.3")
     n = publish.yank(cfg.index_dir, request.project, str(request.version), None if args.undo else args.reason,
-                     cfg.index_url)
+                     cfg.page_base_url)
     out.print(f"{'un-yanked' if args.undo else 'yanked'} {n} file{'s' if n != 1 else ''} of {request}")
     return 0
 
@@ -419,6 +449,7 @@ def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
     settings = ServeSettings(
         index_dir=cfg.index_dir, miss_log=args.miss_log or cfg.state_dir / "misses.jsonl",
         upstream=None if args.no_fallback else cfg.upstream, users=users, http_timeout=cfg.http_timeout,
+        upstream_key=cfg.state_dir / "serve" / "upstream.key",
     )
     err.print(f"serving {cfg.index_dir} at http://{args.host}:{args.port}/simple/ "
               f"({'closed' if args.no_fallback else 'falling back to ' + _masked(cfg.upstream)}; misses to {settings.miss_log})")
@@ -452,13 +483,14 @@ def cmd_verify(args: argparse.Namespace, cfg: config.Config) -> int:
             table.add_column(column, overflow="fold")
         for f in report.findings:
             sig = {"verified": "[green]verified[/green]", "failed": "[red]failed[/red]"}.get(f.signature, f.signature)
+            sig += " [red](changed)[/red]" if f.changed else ""
             table.add_row(f.name, f.version, "[green]yes[/green]" if f.ours else "[yellow]no[/yellow]", sig,
                           f.detail or (f.wheel or ""))
         out.print(table)
         out.print(report.summary)
     if args.require_all and not all(f.trusted for f in report.findings):
         return 1
-    return 1 if any(f.signature == "failed" for f in report.findings) else 0
+    return 1 if any(f.failed for f in report.findings) else 0
 
 
 def _verify_deep(args: argparse.Namespace, view: IndexView, check: SignatureCheck) -> int:
@@ -502,32 +534,47 @@ def _input_tree(root: Input) -> Tree:
     return tree
 
 
-def _local_stack(cfg: config.Config, config_path: Path | None) -> None:
-    """With ``signing = "local"``, start factory's own Sigstore stack if it is not running."""
+def _local_stack(cfg: config.Config, config_path: Path | None, check: bool = True) -> None:
+    """With ``signing = "local"``, start the Sigstore stack of the state directory if it is not
+    running; then (``check``) make sure signing can succeed, before anything is built."""
+    from factory.pipeline.sign import SigningSettings, preflight
     from factory.sigstore_stack.background import ensure_running
+    from factory.sigstore_stack.errors import StackError
 
-    if cfg.signing == "local" and ensure_running(cfg.local_sigstore, cfg.state_dir / "sigstore", config_path):
-        _say(f"started the local Sigstore stack at {cfg.local_sigstore} (log: {cfg.state_dir / 'sigstore' / 'stack.log'})")
+    settings = SigningSettings.from_config(cfg)
+    try:
+        if cfg.signing == "local" and (url := ensure_running(settings.stack_dir, cfg.local_sigstore, config_path)):
+            _say(f"started the local Sigstore stack of {settings.stack_dir} at {url} "
+                 f"(log: {settings.stack_dir / 'stack.log'})")
+        if check:
+            preflight(settings)
+    except BuildFailure as failure:
+        raise FactoryError(f"signing cannot succeed, so nothing is built: {failure.reason}") from None
+    except StackError as exc:
+        raise FactoryError(f"signing cannot succeed, so nothing is built: {exc}") from None
 
 
 def cmd_sigstore_stack(args: argparse.Namespace, cfg: config.Config) -> int:
     from urllib.parse import urlsplit
 
+    from factory.pipeline.sign import SigningSettings
     from factory.sigstore_stack import serve
 
-    state = args.state or cfg.state_dir / "sigstore"
-    where = urlsplit(cfg.local_sigstore)
+    state = args.state or SigningSettings.from_config(cfg).stack_dir
     if args.background:
         from factory.sigstore_stack.background import ensure_running
 
         if cfg.signing != "local":
             out.print(f"signing = {cfg.signing!r}: no local Sigstore stack needed")
-        elif ensure_running(cfg.local_sigstore, state, args.config):
-            out.print(f"started the Sigstore stack at {cfg.local_sigstore} (state {state}, log {state / 'stack.log'})")
+        elif url := ensure_running(state, cfg.local_sigstore, args.config):
+            out.print(f"started the Sigstore stack of {state} at {url} (log {state / 'stack.log'})")
         else:
-            out.print(f"the Sigstore stack at {cfg.local_sigstore} is running")
+            out.print(f"the Sigstore stack of {state} is running")
         return 0
-    serve(state, where.hostname or "127.0.0.1", where.port or 80, lambda m: err.print(m, soft_wrap=True))
+    where = urlsplit(cfg.local_sigstore) if cfg.local_sigstore else None
+    host = args.host or (where.hostname if where else None) or "127.0.0.1"
+    port = args.port if args.port is not None else (where.port or 80) if where else 0
+    serve(state, host, port, lambda m: err.print(m, soft_wrap=True))
     return 0
 
 
@@ -554,6 +601,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the build records as JSON, nothing else")
     b.add_argument("--build-id", help=argparse.SUPPRESS)  # a worker names its build, to find its record
     b.add_argument("--floor", help=argparse.SUPPRESS)  # a build dependency's tools are no older than this
+    b.add_argument("--lease-file", type=Path, help=argparse.SUPPRESS)  # and says how long it may run (lease.py)
     b.add_argument("--no-sign", action="store_true", help="publish unsigned (only where allow-unsigned = true)")
     b.set_defaults(func=cmd_build)
 
@@ -636,7 +684,10 @@ def parser() -> argparse.ArgumentParser:
 
     sg = sub.add_parser("sigstore-stack", help="run factory's local Sigstore stack (OIDC issuer, CA, Rekor log)")
     sg.add_argument("--state", type=Path, help="keys and log (default: state-dir/sigstore)")
-    sg.add_argument("--background", action="store_true", help="start it detached unless it already answers")
+    sg.add_argument("--background", action="store_true", help="start it detached unless it already runs")
+    sg.add_argument("--host", help="address to listen on (default: local-sigstore's, else 127.0.0.1)")
+    sg.add_argument("--port", type=int, help="port (default: local-sigstore's, else one the system picks; the "
+                                             "stack says which in its state directory)")
     sg.set_defaults(func=cmd_sigstore_stack)
 
     i = sub.add_parser("images", help="build the builder images (ensure), print their tags, remove old ones (prune)")

@@ -100,8 +100,8 @@ def _url(value: str) -> str | None:
     return None if re.match(r"(https?|file)://", value) else f"{value!r} is not an http(s):// or file:// URL"
 
 
-def _optional_url(value: str) -> str | None:
-    return None if not value else _url(value)
+def _optional_http(value: str) -> str | None:
+    return None if not value else _http(value)
 
 
 def _local_label(value: str) -> str | None:
@@ -126,8 +126,8 @@ class Config:
     upstream: str = setting(pip_index_url, "simple index the sources come from (default: pip's)", _url)
     index_dir: Path = setting(lambda: Path("index"), "where the private index is published")
     state_dir: Path = setting(lambda: Path("state"), "caches, build records, work trees")
-    base_url: str = setting(lambda: "", "the URL the index directory is served at (default: its file:// URL)",
-                            _optional_url)
+    base_url: str = setting(lambda: "", "the http(s) URL the index directory is served at, for absolute provenance "
+                            "links (default: none, the links are relative to the pages)", _optional_http)
     archs: tuple[str, ...] = setting(lambda: ARCHITECTURES, "architectures to build for: x86_64, aarch64", _archs)
     image_pythons: tuple[str, ...] = setting(lambda: ("3.11", "3.13", "3.14"), "CPythons the builder images hold",
                                              _some_pythons)
@@ -148,7 +148,8 @@ class Config:
     allow_unsigned: bool = setting(lambda: False, "whether unsigned wheels may be published (signing = none)")
     trust_config: Path | None = setting(lambda: None, "Sigstore client trust config (default: the local "
                                         "stack's, or the public instance's with signing = sigstore)")
-    local_sigstore: str = setting(lambda: "http://127.0.0.1:8473", "the URL of `factory sigstore-stack`", _http)
+    local_sigstore: str = setting(lambda: "", "the URL of `factory sigstore-stack` (default: where the stack of "
+                                  "the state directory says it listens, a port of its own)", _optional_http)
     local_sigstore_secret: Path | None = setting(lambda: None, "the local stack's token.secret "
                                                  "(default: state-dir/sigstore/token.secret)")
     signing_identity: str = setting(lambda: "", "identity the wheels are signed as (default: factory@localhost "
@@ -165,6 +166,12 @@ class Config:
         """The absolute URL of the index directory, ending in / (PEP 740 links need one)."""
         url = self.base_url or self.index_dir.resolve().as_uri()
         return url if url.endswith("/") else url + "/"
+
+    @property
+    def page_base_url(self) -> str:
+        """What pages put before a provenance path: ``base-url`` (ending in /) for absolute links,
+        or "" for links relative to the page (see ``index.pages.provenance_url``)."""
+        return "" if not self.base_url else self.base_url if self.base_url.endswith("/") else self.base_url + "/"
 
     @property
     def cache_dir(self) -> Path:

@@ -4,25 +4,26 @@ distributions came from this index, and whether their signatures hold.
 A wheel is ours when its sha256 is one the index published. An installed distribution is ours
 when the index has a wheel of the same name and version whose RECORD it carries: every file of
 the wheel installed with the same hash (scripts and other ``.data`` files are rewritten by
-installers, and so left out). A signature holds when sigstore's verifier accepts the wheel's
-bundle against the configured trusted root, identity and issuer, and the signed statement names
-exactly that wheel and its sha256.
+installers, and so left out), and nothing more than an installer adds. Then the bytes on disk
+are checked against that RECORD (``factory.installed``): a modified, missing or unlisted file,
+or a compiled file that is not its source compiled, is a change, and any change fails. Files at
+the top of site-packages that no RECORD lists (a ``.pth``) are reported as not ours. A
+signature holds when sigstore's verifier accepts the wheel's bundle against the configured
+trusted root, identity and issuer, and the signed statement names exactly that wheel and its
+sha256.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import email.parser
-import io
 import json
-import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from factory import installed as installed_files
 from factory.failures import BuildFailure, ConfigError, FactoryError
 from factory.index.manifest import FileEntry, Manifest
 from factory.pipeline.sign import SigningSettings, load_trust
@@ -40,10 +41,16 @@ class Finding:
     wheel: str | None  # the index's file it matched
     signature: str  # "verified", "failed", "unsigned" (ours, published without one) or "-" (not ours)
     detail: str
+    changed: tuple[str, ...] = ()  # installed from our wheel, then changed on disk (each change): a failure
 
     @property
     def trusted(self) -> bool:
-        return self.ours and self.signature == "verified"
+        return self.ours and self.signature == "verified" and not self.changed
+
+    @property
+    def failed(self) -> bool:
+        """A failure whatever is asked: a signature that does not hold, or files changed after install."""
+        return self.signature == "failed" or bool(self.changed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +61,15 @@ class Report:
     def summary(self) -> str:
         ours = sum(f.ours for f in self.findings)
         verified = sum(f.trusted for f in self.findings)
+        changed = sum(bool(f.changed) for f in self.findings)
         return (f"{ours} of {len(self.findings)} distributions came from the hardened index; "
-                f"{verified} with a verified signature")
+                f"{verified} with a verified signature" + (f"; {changed} changed since installed" if changed else ""))
 
     def to_json(self) -> str:
         return json.dumps({"summary": self.summary, "total": len(self.findings),
                            "ours": sum(f.ours for f in self.findings),
                            "verified": sum(f.trusted for f in self.findings),
+                           "changed": sum(bool(f.changed) for f in self.findings),
                            "distributions": [dataclasses.asdict(f) for f in self.findings]}, indent=2)
 
 
@@ -89,14 +98,27 @@ class SignatureCheck:
         verdict, why, _ = self.statement(bundle_path, filename, sha256)
         return verdict, why
 
+    def verify(self, bundle: bytes, filename: str, sha256: str) -> str | None:
+        """None when ``bundle`` (a bundle's JSON) is a valid signature of exactly that file, else
+        why not (what ``factory index check`` asks of every bundle and attestation)."""
+        verdict, why, _ = self._statement(bundle, filename, sha256)
+        return None if verdict == "verified" else why
+
     def statement(self, bundle_path: Path, filename: str, sha256: str) -> tuple[str, str, dict | None]:
         """Like :meth:`check`, with the signed in-toto statement when the signature holds."""
+        try:
+            data = bundle_path.read_bytes()
+        except OSError as exc:
+            return "failed", f"cannot read the bundle: {exc.strerror}", None
+        return self._statement(data, filename, sha256)
+
+    def _statement(self, data: bytes, filename: str, sha256: str) -> tuple[str, str, dict | None]:
         from sigstore.models import Bundle
         from sigstore.verify import Verifier
         from sigstore.verify.policy import Identity
 
         try:
-            bundle = Bundle.from_json(bundle_path.read_bytes())
+            bundle = Bundle.from_json(data)
             _, payload = Verifier(trusted_root=self.trust.trusted_root).verify_dsse(
                 bundle, Identity(identity=self.identity, issuer=self.issuer))
             statement = json.loads(payload)
@@ -141,8 +163,16 @@ def _remediated(version: str, detail: str) -> str:
 def _signature(view: IndexView, check: SignatureCheck, entry: FileEntry) -> tuple[str, str]:
     bundle = view.path(entry).with_name(entry.filename + ".sigstore.json")
     if not bundle.is_file():
-        return "unsigned", "published without a signature"
+        return _missing(entry)
     return check.check(bundle, entry.filename, entry.sha256)
+
+
+def _missing(entry: FileEntry) -> tuple[str, str]:
+    """A bundle that is not there: the manifest says whether the file was published signed
+    (then the bundle was removed, and that fails) or unsigned (allow-unsigned)."""
+    if entry.provenance is not None:
+        return "failed", "published signed, but its signature (bundle) is missing from the index"
+    return "unsigned", "published without a signature"
 
 
 def verify_wheels(paths: Iterable[Path], view: IndexView, check: SignatureCheck) -> Iterator[Finding]:
@@ -159,34 +189,24 @@ def verify_wheels(paths: Iterable[Path], view: IndexView, check: SignatureCheck)
         yield Finding(name, str(version), str(path), True, entry.filename, signature, _remediated(str(version), why))
 
 
-def _record(lines: str) -> dict[str, str]:
-    """path -> hash of a RECORD file (entries without a hash left out)."""
-    return {row[0]: row[1] for row in csv.reader(io.StringIO(lines)) if len(row) >= 2 and row[1]}
-
-
-def _wheel_record(path: Path) -> dict[str, str]:
-    with zipfile.ZipFile(path) as zf:
-        name = next(n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD"))
-        record = _record(zf.read(name).decode())
+def _installed_from(installed: dict[str, str], wheel: Path, sha256: str) -> bool:
+    """Whether an installed RECORD is exactly the files of ``wheel`` (the index's copy, checked
+    first against the hash the index published), plus what an installer adds: compiled files,
+    scripts and headers placed outside site-packages, and its own files in the .dist-info."""
+    if not wheel.is_file() or sha256_file(wheel) != sha256:
+        return False
+    record = installed_files.wheel_record(wheel)
     # Installers rewrite .data/ files (scripts get new shebangs) and write their own RECORD.
-    return {p: h for p, h in record.items() if ".data/" not in p and not p.endswith(".dist-info/RECORD")}
+    expected = {p: h for p, h in record.items() if ".data/" not in p and not p.endswith(".dist-info/RECORD")}
+    if any(installed.get(p) != h for p, h in expected.items()):
+        return False
+    return all(p in expected or _installer_file(p) for p in installed)
 
 
 def _installer_file(path: str) -> bool:
-    """Files an installer adds beside a wheel's: bytecode, its own dist-info records, scripts and
-    headers it places outside site-packages."""
-    return "__pycache__/" in path or path.startswith("../") or ".dist-info/" in path
-
-
-def _installed_from(installed: dict[str, str], wheel: Path, sha256: str) -> bool:
-    """Whether an installed RECORD is exactly the files of ``wheel`` (the index's copy, checked
-    first against the hash the index published)."""
-    if not wheel.is_file() or sha256_file(wheel) != sha256:
-        return False
-    expected = _wheel_record(wheel)
-    if any(installed.get(p) != h for p, h in expected.items()):
-        return False
-    return all(p in expected for p in installed if not _installer_file(p))
+    parts = path.split("/")
+    return (path.startswith("../") or "__pycache__" in parts[:-1]
+            or (len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] in installed_files.INSTALLER_FILES))
 
 
 def site_packages(env: Path) -> list[Path]:
@@ -200,23 +220,30 @@ def site_packages(env: Path) -> list[Path]:
 
 
 def verify_environment(env: Path, view: IndexView, check: SignatureCheck) -> Iterator[Finding]:
+    compiled = installed_files.Compiled(env)
     for directory in site_packages(env):
-        for dist_info in sorted(directory.glob("*.dist-info")):
-            try:
-                headers = email.parser.HeaderParser().parsestr((dist_info / "METADATA").read_text(errors="replace"))
-                installed = _record((dist_info / "RECORD").read_text(errors="replace"))
-            except OSError:
-                continue
-            name, version = canonicalize_name(headers.get("Name", dist_info.name)), headers.get("Version", "")
+        dists = installed_files.distributions(directory)
+        everyone = installed_files.owned(dists)
+        for dist in dists:
+            name, version = canonicalize_name(dist.name), dist.version
             candidates = view.wheels_of(name, version)
-            match = next((e for e in candidates if _installed_from(installed, view.path(e), e.sha256)), None)
+            match = next((e for e in candidates if _installed_from(dist.record, view.path(e), e.sha256)), None)
             if match is None:
                 why = ("its files differ from every wheel of it in the index" if candidates
                        else "the index has no wheel of this name and version")
-                yield Finding(name, version, str(dist_info), False, None, "-", why)
+                yield Finding(name, version, str(dist.dist_info), False, None, "-", why)
                 continue
             signature, why = _signature(view, check, match)
-            yield Finding(name, version, str(dist_info), True, match.filename, signature, _remediated(version, why))
+            changed = installed_files.changes(dist, everyone, compiled)
+            if changed:
+                shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+                why = f"installed from {match.filename}, changed since: {shown}"
+            yield Finding(name, version, str(dist.dist_info), True, match.filename, signature, _remediated(version, why),
+                          tuple(changed))
+        for path in installed_files.unowned(directory, everyone, dists):
+            why = ("a .pth file no installed distribution lists: it runs code at every start" if path.suffix == ".pth"
+                   else "no installed distribution lists it")
+            yield Finding(path.name, "", str(path), False, None, "-", why)
 
 
 def wheels_under(path: Path) -> list[Path]:
@@ -276,7 +303,7 @@ def _deep(name: str, filename: str, sha256: str, view: IndexView, check: Signatu
     else:
         bundle = view.path(entry).with_name(entry.filename + ".sigstore.json")
         if not bundle.is_file():
-            found = Input(name, entry.filename, sha256, "unsigned", "no signature (bundle) beside it in the index")
+            found = Input(name, entry.filename, sha256, *_missing(entry))
         else:
             verdict, why, statement = check.statement(bundle, entry.filename, entry.sha256)
             inputs: list[Input] = []

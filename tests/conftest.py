@@ -139,7 +139,7 @@ def config(request: pytest.FixtureRequest, local_index: LocalIndex, tmp_path: Pa
     cfg = _config(local_index, tmp_path, sigstore_stack)
     if request.node.get_closest_marker("container"):
         shutil.copytree(request.getfixturevalue("tools_index"), cfg.index_dir, symlinks=True)
-        rebuild(cfg.index_dir, cfg.index_url)  # its pages name their own directory
+        rebuild(cfg.index_dir, cfg.page_base_url)  # its pages as this config writes them
     return cfg
 
 

@@ -1,4 +1,6 @@
-"""What the index needs to know about a wheel: hashes, size, and its core metadata."""
+"""What the index needs to know about a wheel: hashes, size, and its core metadata; and that
+the wheel is what its file name says (the index is immutable: a wheel published under a name
+its metadata contradicts could never be replaced, and installers refuse it)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import hashlib
 import zipfile
 from pathlib import Path
 
-from packaging.utils import NormalizedName, parse_wheel_filename
+from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from factory.failures import FactoryError
 from factory.plumbing.files import sha256_file
@@ -37,21 +40,46 @@ class DistFile:
         return hashlib.sha256(self.metadata).hexdigest()
 
 
+class WheelMismatch(FactoryError):
+    """A wheel is not what its file name says: its .dist-info directory or its METADATA names
+    another project or version."""
+
+
+def _same_version(a: str, b: Version) -> bool:
+    try:
+        return Version(a) == b
+    except InvalidVersion:
+        return False
+
+
 def inspect_wheel(path: Path) -> DistFile:
-    """Read a wheel's name, version and core metadata."""
+    """Read a wheel's name, version and core metadata, and check them against its file name.
+
+    Raises ``WheelMismatch`` when its one .dist-info directory, or its METADATA's ``Name`` and
+    ``Version``, are of another project or version than the file name's."""
     try:
         project, version, _, _ = parse_wheel_filename(path.name)
     except ValueError as exc:
         raise FactoryError(f"{path.name}: not a wheel file name: {exc}") from None
     try:
         with zipfile.ZipFile(path) as zf:
+            dist_infos = {n.split("/", 1)[0] for n in zf.namelist() if n.split("/", 1)[0].endswith(".dist-info")}
             names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-            if len(names) != 1:
-                raise FactoryError(f"{path.name}: expected one .dist-info/METADATA, found {len(names)}")
+            if len(names) != 1 or len(dist_infos) != 1:
+                raise WheelMismatch(f"{path.name}: expected one .dist-info directory with a METADATA, found "
+                                    f"{len(dist_infos)} directories and {len(names)} METADATA files")
             metadata = zf.read(names[0])
     except zipfile.BadZipFile as exc:
         raise FactoryError(f"{path.name}: not a valid wheel: {exc}") from None
     headers = email.parser.BytesHeaderParser().parsebytes(metadata)
+    directory = names[0].split("/", 1)[0].removesuffix(".dist-info")
+    dir_name, _, dir_version = directory.rpartition("-")
+    said = {"its .dist-info directory": (dir_name, dir_version),
+            "its METADATA": (headers.get("Name", ""), headers.get("Version", ""))}
+    for where, (name, claimed) in said.items():
+        if canonicalize_name(name) != project or not _same_version(claimed, version):
+            raise WheelMismatch(f"{path.name}: {where} says {name or '?'} {claimed or '?'}, the file name "
+                                f"{project} {version}: refused (the index is immutable; rebuild it right)")
     return DistFile(
         path=path,
         project=project,

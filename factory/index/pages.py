@@ -3,14 +3,17 @@ HTML (PEP 503) and JSON (PEP 691), carrying the same facts.
 
 What the pages say: hashes; ``requires-python``; yanked (PEP 592); the core metadata sidecar
 (PEP 658 and 714); ``size``, ``upload-time`` and ``versions`` (PEP 700); ``provenance``
-(PEP 740, an absolute URL); the project status (PEP 792).
+(PEP 740: relative to the page like the file links, or absolute under ``base-url``); the
+project status (PEP 792: a quarantined project's pages offer no files).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
-from html import escape
+from html import escape, unescape
+from urllib.parse import urljoin
 
 from packaging.version import InvalidVersion, Version
 
@@ -61,8 +64,35 @@ def file_url(entry: FileEntry) -> str:
 
 
 def provenance_url(entry: FileEntry, base_url: str) -> str | None:
-    """PEP 740 wants an absolute URL: the index's base URL and the file's path."""
-    return base_url + entry.provenance if entry.provenance else None
+    """The link to a file's PEP 740 provenance: under ``base_url`` (where the index is served,
+    ending in /) when one is configured; else relative to the project page, like the file link,
+    so that a copied or served index keeps pointing at its own files (``factory serve`` makes it
+    absolute for its clients, see :func:`absolute_provenance`)."""
+    if not entry.provenance:
+        return None
+    return base_url + entry.provenance if base_url else f"../../{entry.provenance}"
+
+
+_RELATIVE_PROVENANCE = re.compile(r'data-provenance="(\.\./[^"]*)"')
+
+
+def absolute_provenance(page: str, as_json: bool, page_url: str) -> str:
+    """A page (HTML or JSON, as rendered here) whose relative provenance links are made absolute
+    against ``page_url``, the URL it is served at: PEP 740 wants fully qualified URLs, and only
+    whoever serves the page knows its URL."""
+    if as_json:
+        data = json.loads(page)
+        for item in data.get("files", []):
+            if isinstance(item.get("provenance"), str):
+                item["provenance"] = urljoin(page_url, item["provenance"])
+        return _json(data)
+    return _RELATIVE_PROVENANCE.sub(
+        lambda m: f'data-provenance="{escape(urljoin(page_url, unescape(m[1])))}"', page)
+
+
+def offered(entries: Sequence[FileEntry], status: ProjectStatus | None) -> Sequence[FileEntry]:
+    """The files a project page lists: none for a quarantined project (PEP 792)."""
+    return () if status is not None and status.status == "quarantined" else entries
 
 
 def _version_key(version: str) -> tuple[int, Version | str]:
@@ -80,12 +110,14 @@ def project_html(project: str, entries: Sequence[FileEntry], status: ProjectStat
         if status.reason:
             head.append(f'<meta name="pypi:project-status-reason" content="{escape(status.reason)}">')
     links = []
-    for entry in entries:
-        attrs = [f'href="{escape(file_url(entry))}#sha256={entry.sha256}"']
+    for entry in offered(entries, status):
+        # Every value is escaped: pages of upstream projects carry what the upstream said.
+        fragment = f"#sha256={entry.sha256}" if entry.sha256 else ""
+        attrs = [f'href="{escape(file_url(entry) + fragment)}"']
         if entry.requires_python:
             attrs.append(f'data-requires-python="{escape(entry.requires_python)}"')
         if entry.metadata_sha256:
-            value = f"sha256={entry.metadata_sha256}"
+            value = escape(f"sha256={entry.metadata_sha256}")
             # PEP 714's name, and PEP 658's for clients that predate it.
             attrs.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
         if entry.yanked is not None:
@@ -99,13 +131,15 @@ def project_html(project: str, entries: Sequence[FileEntry], status: ProjectStat
 
 
 def project_json(project: str, entries: Sequence[FileEntry], status: ProjectStatus | None, base_url: str) -> str:
-    """The same page as PEP 691 JSON, with what PEP 700 and PEP 740 add."""
-    meta: dict = {"api-version": API_VERSION}
-    if status is not None:
-        meta["project-status"] = {"status": status.status, **({"reason": status.reason} if status.reason else {})}
+    """The same page as PEP 691 JSON, with what PEP 700, PEP 740 and PEP 792 add."""
+    page: dict = {"meta": {"api-version": API_VERSION}, "name": project}
+    if status is not None:  # PEP 792 puts it beside "meta", not in it
+        page["project-status"] = {"status": status.status, **({"reason": status.reason} if status.reason else {})}
+    entries = offered(entries, status)
     files = []
     for entry in entries:
-        item: dict = {"filename": entry.filename, "url": file_url(entry), "hashes": {"sha256": entry.sha256}}
+        item: dict = {"filename": entry.filename, "url": file_url(entry),
+                      "hashes": {"sha256": entry.sha256} if entry.sha256 else {}}
         if entry.requires_python:
             item["requires-python"] = entry.requires_python
         if entry.metadata_sha256:
@@ -120,5 +154,5 @@ def project_json(project: str, entries: Sequence[FileEntry], status: ProjectStat
         if item["provenance"] is None:
             item["_factory-unsigned"] = True  # PEP 691 leaves keys with a leading underscore to the index
         files.append(item)
-    versions = sorted({e.version for e in entries}, key=_version_key)
-    return _json({"meta": meta, "name": project, "versions": versions, "files": files})
+    versions = sorted({e.version for e in entries if e.version}, key=_version_key)
+    return _json({**page, "versions": versions, "files": files})

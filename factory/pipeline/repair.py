@@ -4,7 +4,8 @@ The repair itself runs inside the build container (as cibuildwheel's repair comm
 image's ``factory-repair``), where the libraries to graft are. On failure that script prints
 ``FACTORY-POLICY {json}`` lines, read back here into a ``policy`` failure naming the symbols and
 libraries. Every wheel that leaves the container is then checked again on the host with
-``auditwheel show``: no published platform wheel may need more than manylinux_2_28.
+``auditwheel show``: no published platform wheel may need more than manylinux_2_28, and every
+wheel must be, by its .dist-info and METADATA too, of the release that was asked for.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
-from factory.failures import BuildFailure, FailureClass
+from factory.failures import BuildFailure, FactoryError, FailureClass
+from factory.index.distfile import inspect_wheel
 from factory.pipeline.diagnose import tail
 from factory.plumbing.files import sha256_file
 from factory.targets import MAX_GLIBC, arch_of, glibc_of
@@ -85,6 +87,10 @@ def check(wheel: Path, project: str, version: Version, arch: str | None = None) 
     name, wheel_version, _, tags = parse_wheel_filename(wheel.name)
     if (name, wheel_version) != (project, version):
         raise BuildFailure(FailureClass.POLICY, f"the build made {wheel.name}, not a wheel of {project} {version}")
+    try:
+        inspect_wheel(wheel)  # its .dist-info and METADATA say the same as its name
+    except FactoryError as exc:
+        raise BuildFailure(FailureClass.POLICY, str(exc)) from None
     if all(t.platform == "any" for t in tags):
         if compiled := _elf_files(wheel):
             raise BuildFailure(FailureClass.POLICY, f"{wheel.name} is tagged pure but carries compiled code "

@@ -246,7 +246,7 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
         planned = plan(every_target(config.archs, config.pythons), recipe, [] if rebuild_into else existing)
         yield (progress := dataclasses.replace(progress, plan=planned))
         if existing and not rebuild_into:  # a publish interrupted before its pages: list what it published
-            publish.relist(config.index_dir, release.project, config.index_url)
+            publish.relist(config.index_dir, release.project, config.page_base_url)
         if not planned.todo:
             say("nothing to build: every target is in the index already, or skipped")
             return
@@ -349,7 +349,7 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
         dists = [dataclasses.replace(d, bundle=s.bundle, provenance=s.provenance) for d, s in zip(dists, signatures)]
 
     with clock.stage("publish"):
-        done = publish.publish(config.index_dir, dists, config.index_url)
+        done = publish.publish(config.index_dir, dists, config.page_base_url)
     yield dataclasses.replace(progress, published=tuple(e.filename for e in done.entries))
     for entry in done.entries:
         say(f"published {entry.filename}")

@@ -7,7 +7,9 @@ Each signature yields ``<wheel>.sigstore.json`` (the bundle) and ``<wheel>.prove
 identity come from (``signing``):
 
 - ``local``: factory's own Sigstore-compatible stack (``factory sigstore-stack``), for a single
-  host or an air-gapped site; its trust config, and an identity token fetched from its issuer;
+  host or an air-gapped site: its trust config read from its state directory and pinned, and an
+  identity token from its issuer, asked for only once the stack proved it holds that trust
+  root's key (``sigstore_stack.client``);
 - ``sigstore``: the real thing, the public instance (or a private one named by ``trust-config``)
   with an identity token from ``SIGSTORE_ID_TOKEN`` or the ambient OIDC credentials of a CI;
 - ``none``: unsigned, only where ``allow-unsigned`` says so (the index then says so too).
@@ -37,47 +39,48 @@ class SigningSettings:
     """Resolved from the config once per build."""
 
     mode: str  # local, sigstore or none
-    trust_config: Path | None
-    local_sigstore: str
+    trust_config: Path | None  # local: always the stack's own, in its state directory
+    local_sigstore: str  # "": wherever the stack of stack_dir says it listens
     local_secret: Path  # the local stack's token.secret
     identity: str
     issuer: str
     builder_id: str
+    stack_dir: Path  # the local stack's state directory: state-dir/sigstore, or where trust-config lies
 
     @classmethod
     def from_config(cls, config: Config) -> SigningSettings:
         identity = config.signing_identity or ("factory@localhost" if config.signing == "local" else "")
         builder = config.builder_id or f"tag:factory,2026:builder/{socket.gethostname()}"
-        secret = config.local_sigstore_secret or config.state_dir / "sigstore" / "token.secret"
-        return cls(config.signing, config.trust_config, config.local_sigstore, secret, identity,
-                   config.signing_issuer, builder)
+        local = config.signing == "local"
+        stack_dir = config.trust_config.parent if local and config.trust_config else config.state_dir / "sigstore"
+        trust = config.trust_config or (stack_dir / "trust_config.json" if local else None)
+        secret = config.local_sigstore_secret or stack_dir / "token.secret"
+        return cls(config.signing, trust, config.local_sigstore, secret, identity, config.signing_issuer, builder,
+                   stack_dir)
 
 
 def load_trust(settings: SigningSettings) -> tuple[Any, str]:
-    """The client trust config, and the issuer to expect when none is configured: from the
-    ``trust-config`` file; else, for the local stack, from the stack itself (whatever state
-    directory it keeps); else the public instance's."""
+    """The client trust config, and the issuer to expect when none is configured: for the local
+    stack, its own, from its state directory (pinned: never what a port answers); else the
+    ``trust-config`` file; else the public instance's."""
     from sigstore.models import ClientTrustConfig
 
-    from factory.sigstore_stack import fetch_trust
-    from factory.sigstore_stack.errors import TokenRequestFailed
+    from factory.sigstore_stack.client import pinned
+    from factory.sigstore_stack.errors import StackError
 
-    if settings.trust_config is not None:
-        try:
-            trust = ClientTrustConfig.from_json(settings.trust_config.read_text())
-        except OSError as exc:
-            raise _fail(f"no Sigstore trust config at {settings.trust_config}: {exc.strerror}") from None
-        # The local stack records its issuer, fixed at its first start, beside its trust config.
-        stack = settings.trust_config.parent / "stack.json"
-        issuer = json.loads(stack.read_text()).get("issuer", "") if settings.mode == "local" and stack.is_file() else ""
-        return trust, settings.issuer or issuer
     if settings.mode == "local":
         try:
-            data, issuer = fetch_trust(settings.local_sigstore)
-        except TokenRequestFailed:
-            raise _fail(f"no local Sigstore stack at {settings.local_sigstore}: start it with `factory sigstore-stack` "
-                        "(or `just sigstore`), or set signing = \"sigstore\"") from None
-        return ClientTrustConfig.from_json(json.dumps(data)), settings.issuer or issuer
+            pin = pinned(settings.stack_dir)
+            return ClientTrustConfig.from_json(json.dumps(pin.trust_config)), settings.issuer or pin.issuer
+        except StackError as exc:
+            raise _fail(str(exc)) from None
+        except Exception as exc:  # sigstore's own errors for a trust config it cannot load
+            raise _fail(f"{settings.trust_config}: not a Sigstore trust config: {exc}") from None
+    if settings.trust_config is not None:
+        try:
+            return ClientTrustConfig.from_json(settings.trust_config.read_text()), settings.issuer
+        except OSError as exc:
+            raise _fail(f"no Sigstore trust config at {settings.trust_config}: {exc.strerror}") from None
     try:
         return ClientTrustConfig.production(), settings.issuer
     except Exception as exc:  # the public instance's TUF repository is out of reach
@@ -183,25 +186,7 @@ class Signer:
             raise _fail(f"Sigstore refused a signing certificate: {exc}") from None
 
     def _token(self, detect_credential: Any) -> str:
-        if self.settings.mode == "local":
-            from factory.sigstore_stack import fetch_identity_token
-            from factory.sigstore_stack.errors import TokenRequestFailed
-
-            try:
-                secret = self.settings.local_secret.read_text().strip()
-            except OSError as exc:
-                raise _fail(f"cannot read the local Sigstore stack's secret {self.settings.local_secret} "
-                            f"({exc.strerror}): set local-sigstore-secret to the token.secret in its state directory") from None
-            try:
-                return fetch_identity_token(self.settings.local_sigstore, self.settings.identity, secret)
-            except TokenRequestFailed as exc:
-                raise _fail(f"no local Sigstore stack at {self.settings.local_sigstore} ({exc}): start it with "
-                            "`factory sigstore-stack` (or `just sigstore`), or set signing = \"sigstore\"") from None
-        token = os.environ.get("SIGSTORE_ID_TOKEN") or detect_credential()
-        if not token:
-            raise _fail("no identity to sign with: set SIGSTORE_ID_TOKEN, run where ambient OIDC credentials exist "
-                        "(a CI with id-token permission), or use the local stack (signing = \"local\")")
-        return token
+        return identity_token(self.settings, detect_credential)
 
     def __enter__(self) -> Signer:
         return self
@@ -248,6 +233,36 @@ class Signer:
         log_index = json.loads(bundle_json)["verificationMaterial"]["tlogEntries"][0]["logIndex"]
         return Signature(filename, bundle_json.encode(), (json.dumps(provenance, indent=1) + "\n").encode(),
                          int(log_index), self.identity, self.issuer)
+
+
+def identity_token(settings: SigningSettings, detect_credential: Any = None) -> str:
+    """The identity token to sign with: from the local stack (once it proved it is the stack of
+    its state directory), else ``SIGSTORE_ID_TOKEN`` or the ambient OIDC credentials."""
+    if settings.mode == "local":
+        from factory.sigstore_stack.client import identity_token as local_token
+        from factory.sigstore_stack.errors import StackError
+
+        try:
+            return local_token(settings.stack_dir, settings.local_sigstore, settings.local_secret, settings.identity)
+        except StackError as exc:
+            raise _fail(f"signing with the local Sigstore stack of {settings.stack_dir}: {exc}") from None
+    if detect_credential is None:
+        from sigstore.oidc import detect_credential
+    token = os.environ.get("SIGSTORE_ID_TOKEN") or detect_credential()
+    if not token:
+        raise _fail("no identity to sign with: set SIGSTORE_ID_TOKEN, run where ambient OIDC credentials exist "
+                    "(a CI with id-token permission), or use the local stack (signing = \"local\")")
+    return token
+
+
+def preflight(settings: SigningSettings) -> None:
+    """Check that signing can succeed, before anything is built (a build that would fail at its
+    last stage should not run): the trust root loads and an identity token can be had. Raises
+    the ``signing`` failure signing would end with."""
+    if settings.mode == "none":
+        return
+    load_trust(settings)
+    identity_token(settings)
 
 
 def sign_all(settings: SigningSettings, wheels: Sequence[tuple[str, str, BuildFacts]]) -> list[Signature]:

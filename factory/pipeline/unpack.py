@@ -1,7 +1,8 @@
 """Unpack: extract an sdist into a fresh directory, refusing anything unsafe.
 
 Every member is checked before a byte is written: no absolute paths, no ``..``, no links that
-leave the tree, no device files, exactly one top-level directory, and size and count limits.
+leave the tree, no device files, no sparse files, exactly one top-level directory, and size and
+count limits (every member counts, the archive's own ``./`` entries too).
 tarfile's ``data`` filter then runs as a second line of defence. Each refusal names the member.
 """
 
@@ -38,7 +39,7 @@ class Member:
     """An archive member, reduced to what the safety checks look at."""
 
     name: str
-    kind: str  # "file", "dir", "symlink", "hardlink" or "special"
+    kind: str  # "file", "dir", "symlink", "hardlink", "sparse" or "special"
     size: int = 0
     target: str = ""  # link target, for links
     mtime: int = 0
@@ -68,15 +69,24 @@ def check_members(archive: Path, members: Iterable[Member], limits: Limits) -> t
     newest = 0
     pkg_info_time = 0
     for m in members:
+        # Counted first: an archive of nothing but "./" entries must still hit the limit.
+        count += 1
+        if count > limits.max_files:
+            raise _refuse(archive, m.name, f"more than {limits.max_files} members (raise max-unpacked-files)")
         if m.name.startswith("/") or m.name[1:3] == ":\\":
             raise _refuse(archive, m.name, "absolute path")
         parts = _parts(m.name)
         if not parts:
+            if m.kind != "dir":
+                raise _refuse(archive, m.name, "a member without a name that is not a directory")
             continue  # the archive's own "./" entry
         if ".." in parts:
             raise _refuse(archive, m.name, "path contains '..'")
         if m.kind == "special":
             raise _refuse(archive, m.name, "device, FIFO or other special file")
+        if m.kind == "sparse":
+            # Its map, not its declared size, says what extraction writes: it cannot be measured first.
+            raise _refuse(archive, m.name, "sparse file (sdists have none)")
         if top is None:
             top = parts[0]
         elif parts[0] != top:
@@ -91,10 +101,7 @@ def check_members(archive: Path, members: Iterable[Member], limits: Limits) -> t
             resolved = _parts(posixpath.normpath(posixpath.join(base, m.target)))
             if not resolved or resolved[0] != top or ".." in resolved or ".." in _parts(m.target):
                 raise _refuse(archive, m.name, f"link escapes the source tree ({m.target!r})")
-        count += 1
         total += m.size
-        if count > limits.max_files:
-            raise _refuse(archive, m.name, f"more than {limits.max_files} members (raise max-unpacked-files)")
         if total > limits.max_bytes:
             raise _refuse(archive, m.name, f"unpacked size exceeds {limits.max_bytes} bytes (raise max-unpacked-size)")
         newest = max(newest, m.mtime)
@@ -109,6 +116,8 @@ def _tar_members(tar: tarfile.TarFile) -> Iterator[Member]:
     for info in tar:
         if info.isdir():
             kind = "dir"
+        elif info.issparse():  # before isreg(), which a sparse member also is
+            kind = "sparse"
         elif info.issym():
             kind = "symlink"
         elif info.islnk():

@@ -80,7 +80,8 @@ def _ingest(ledger: Ledger, source: str, data: bytes, fmt: str | None, strict: b
     newline = data.find(b"\n", 0, HEAD)
     head = _digest(view[: newline + 1 if newline >= 0 else HEAD])  # a log keeps its first line as it grows
     offset = 0
-    for size, digest in ledger.ingested_prefixes(head):
+    seen = ledger.ingested_prefixes(head)  # of this log, or of others that begin with the same line
+    for size, digest in seen:
         if size <= len(data) and _digest(view[:size]) == digest:
             offset = size
             break
@@ -106,5 +107,5 @@ def _ingest(ledger: Ledger, source: str, data: bytes, fmt: str | None, strict: b
         shown = "; ".join(f"{source}:{b.line}: {b.reason}" for b in bad[:5])
         raise IngestError(f"{len(bad)} bad lines, nothing ingested (without --strict they are skipped): {shown}")
     demands = aggregate(events)
-    new, _ = ledger.add(demands, ingested=(head, len(data), _digest(view)), since=offset)
+    new, _ = ledger.add(demands, ingested=(head, len(data), _digest(view)), seen=seen)
     return Report(source, fmt, lines, len(events), len(demands), new, tuple(bad), offset)

@@ -35,7 +35,7 @@ import re
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +105,17 @@ CREATE TABLE IF NOT EXISTS ingested (
     size BIGINT NOT NULL,
     digest TEXT NOT NULL,
     at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (head, size)
+    PRIMARY KEY (head, size, digest)
 )
 """
+#: Two logs may begin alike and be as long: the key of an ingested input is all three.
+_INGESTED_KEY = ("head", "size", "digest")
+_REKEY_INGESTED = [
+    "ALTER TABLE ingested RENAME TO ingested_old",
+    SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS ingested"):].strip().rstrip(";"),
+    "INSERT INTO ingested (head, size, digest, at) SELECT head, size, digest, at FROM ingested_old",
+    "DROP TABLE ingested_old",
+]
 
 COLUMNS = ("id", "project", "version", "state", "priority", "hits", "clients", "first_seen", "last_seen",
            "attempts", "not_before", "lease_owner", "lease_expires", "failure_class", "reason", "record",
@@ -220,6 +228,16 @@ class _Dialect:
         for column in ("origin", "floor"):  # a queue made before build dependencies
             if column not in columns:
                 conn.execute(f"ALTER TABLE requests ADD COLUMN {column} TEXT")
+        if self._ingested_key(conn) != _INGESTED_KEY:  # a queue made when inputs were keyed by (head, size)
+            conn.execute("BEGIN IMMEDIATE")
+            if self._ingested_key(conn) != _INGESTED_KEY:  # not rekeyed by another process meanwhile
+                for statement in _REKEY_INGESTED:
+                    conn.execute(statement)
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _ingested_key(conn: Any) -> tuple[str, ...]:
+        return tuple(row[1] for row in sorted(conn.execute("PRAGMA table_info(ingested)"), key=lambda r: r[5]) if row[5])
 
     def lock_ingest(self, conn: Any) -> None:
         """Inside a transaction: wait for other ingests (SQLite's write lock already did)."""
@@ -268,6 +286,13 @@ class _Postgres(_Dialect):
                     conn.execute(statement)
             for column in ("origin", "floor"):  # a queue made before build dependencies
                 conn.execute(f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS {column} TEXT")
+            key = conn.execute(
+                "SELECT count(*) FROM information_schema.key_column_usage WHERE table_schema = current_schema() "
+                "AND table_name = 'ingested' AND constraint_name = 'ingested_pkey'").fetchone()[0]
+            if key != len(_INGESTED_KEY):  # a queue made when ingested inputs were keyed by (head, size)
+                with conn.transaction():
+                    conn.execute("ALTER TABLE ingested DROP CONSTRAINT ingested_pkey")
+                    conn.execute("ALTER TABLE ingested ADD PRIMARY KEY (head, size, digest)")
         finally:
             conn.execute(f"SELECT pg_advisory_unlock({lock})")
 
@@ -363,28 +388,28 @@ class Ledger:
         return rows
 
     def ingested_prefixes(self, head: str) -> list[tuple[int, str]]:
-        """(size, digest) of inputs already ingested that began with the same first block."""
-        rows = self._execute("SELECT size, digest FROM ingested WHERE head = ? ORDER BY size DESC", [head])
+        """(size, digest) of inputs already ingested that began with the same first block,
+        longest first: some may be beginnings of the input at hand, others of other inputs."""
+        rows = self._execute("SELECT size, digest FROM ingested WHERE head = ? ORDER BY size DESC, digest", [head])
         return [(int(size), digest) for size, digest in rows.fetchall()]
 
     def add(self, demands: Sequence[Demand], ingested: tuple[str, int, str] | None = None,
-            now: float | None = None, since: int = 0) -> tuple[int, int]:
+            now: float | None = None, seen: Collection[tuple[int, str]] = ()) -> tuple[int, int]:
         """Record demand, all or nothing: new requests are queued, known ones only gain hits,
         clients and priority, whatever their state. Returns (new requests, updated requests).
 
-        ``ingested`` (head, size, digest) marks an input as ingested up to ``size``; ``since`` is
-        how much of it was ingested before, as the caller saw it: if another ingest recorded more
-        of it meanwhile, :class:`Conflict` is raised and nothing is recorded."""
+        ``ingested`` (head, size, digest) marks an input as ingested up to ``size``; ``seen`` is
+        what :meth:`ingested_prefixes` gave the caller for that head, from which it found the
+        part ingested before: if another ingest recorded an input with that head meanwhile,
+        :class:`Conflict` is raised and nothing is recorded (the caller looks again)."""
         now = time.time() if now is None else now
         projects = sorted({d.project for d in demands})
         with self._transaction():
             # Ingests take turns (on SQLite the write transaction already does that): two ingests of
             # one log must not both count it, nor race to create the same request.
             self.dialect.lock_ingest(self.conn)
-            if ingested is not None:
-                row = self._execute("SELECT max(size) FROM ingested WHERE head = ?", [ingested[0]]).fetchone()
-                if (row[0] or 0) != since:
-                    raise Conflict("this log was ingested by another process meanwhile")
+            if ingested is not None and set(self.ingested_prefixes(ingested[0])) != set(seen):
+                raise Conflict("a log beginning like this one was ingested by another process meanwhile")
             known = {(p, v) for p, v, *_ in self._by_project(projects)}
             fresh = [d for d in demands if (d.project, d.version) not in known]
             again = [d for d in demands if (d.project, d.version) in known]

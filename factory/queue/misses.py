@@ -9,7 +9,9 @@ Two formats:
   project miss and a 404 on a distribution file (or its ``.metadata``) is a file miss whose
   version comes from the file name.
 
-Names are normalized (PEP 503); requests for pip itself (its self-update check) are ignored.
+Names are normalized (PEP 503) and must be project names (PEP 508, at most ``MAX_NAME``
+characters): a miss for anything else (``$(id)-1.0.tar.gz``) is a bad line, counted and never
+queued. Requests for pip itself (its self-update check) are ignored.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from packaging.version import InvalidVersion, Version
 FORMATS = ("jsonl", "combined")
 KINDS = ("project", "file", "metadata")
 IGNORED_PROJECTS = {"pip"}
-_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+_NAME = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE)
+#: The longest project name accepted: an sdist's file name holding it and a version must fit in 255 bytes.
+MAX_NAME = 200
 # No field may hold a newline, so the same pattern also runs over a whole buffer (re.M).
 _COMBINED_LINE = (
     rb'^(?P<client>\S+) \S+ \S+ \[(?P<time>[^\]\n]+)\] "(?P<method>[A-Z]+) (?P<path>\S+)(?: [^"\n]*)?" '
@@ -73,6 +77,15 @@ class UnknownFormat(ValueError):
     pass
 
 
+class InvalidName(ValueError):
+    """A miss names something that is not a project name."""
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` is a project name (PEP 508) of at most ``MAX_NAME`` characters."""
+    return len(name) <= MAX_NAME and _NAME.fullmatch(name) is not None
+
+
 def detect(first_line: bytes) -> str:
     """The format of a log, from its first non-empty line."""
     stripped = first_line.lstrip()
@@ -84,7 +97,9 @@ def detect(first_line: bytes) -> str:
 
 
 def _from_filename(filename: str) -> tuple[str, NormalizedName, str] | None:
-    """(kind, project, version) of a distribution file name, or of its ``.metadata`` sidecar."""
+    """(kind, project, version) of a distribution file name, or of its ``.metadata`` sidecar;
+    None if it is not one. Raises ``InvalidName`` when it is one, of something that is not a
+    project name."""
     kind = "file"
     if filename.endswith(".metadata"):
         kind, filename = "metadata", filename[: -len(".metadata")]
@@ -95,15 +110,29 @@ def _from_filename(filename: str) -> tuple[str, NormalizedName, str] | None:
             name, version = parse_sdist_filename(filename)
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
         return None
+    if not valid_name(name):
+        raise InvalidName(f"not a project name (PEP 508, at most {MAX_NAME} characters): {name[:60]!r}")
     return kind, name, str(version)
 
 
 @lru_cache(maxsize=65536)
 def classify_path(path: str) -> tuple[str, NormalizedName, str | None, str | None] | None:
-    """(kind, project, version, filename) for a request path, or None if it asks for no package."""
+    """(kind, project, version, filename) for a request path, or None if it asks for no package
+    (or for one whose name is not a project name)."""
+    try:
+        return _classify(path)
+    except InvalidName:
+        return None
+
+
+def _classify(path: str) -> tuple[str, NormalizedName, str | None, str | None] | None:
+    """:func:`classify_path`, raising ``InvalidName`` for a package with an invalid name."""
     parts = [p for p in unquote(path.split("?", 1)[0].split("#", 1)[0]).split("/") if p]
-    if len(parts) >= 2 and parts[-2] in ("simple", "+simple") and _NAME.match(parts[-1]):
-        return "project", canonicalize_name(parts[-1]), None, None
+    if len(parts) >= 2 and parts[-2] in ("simple", "+simple"):
+        if valid_name(parts[-1]):
+            return "project", canonicalize_name(parts[-1]), None, None
+        if not parts[-1].startswith("."):  # /simple/<anything>/: a project page, of something that is none
+            raise InvalidName(f"not a project name (PEP 508, at most {MAX_NAME} characters): {parts[-1][:60]!r}")
     if parts and (found := _from_filename(parts[-1])):
         kind, project, version = found
         return kind, project, version, parts[-1]
@@ -136,13 +165,17 @@ def _iso_time(value: object) -> float:
 
 @lru_cache(maxsize=65536)
 def _classify_raw(path: bytes) -> tuple[str, NormalizedName, str | None, str | None] | None:
-    found = classify_path(path.decode("utf-8", "replace"))
+    found = _classify(path.decode("utf-8", "replace"))  # InvalidName goes up: a bad line, counted
     return None if found is None or found[1] in IGNORED_PROJECTS else found
 
 
 def _combined_miss(client: bytes, stamp: bytes, path: bytes, times: dict[bytes, float]) -> Miss | str | None:
-    """The miss a 404 line stands for, None if it asks for no package, or why its time is bad."""
-    found = _classify_raw(path)
+    """The miss a 404 line stands for, None if it asks for no package, or why it is bad (its
+    time, or a name that is no project's)."""
+    try:
+        found = _classify_raw(path)
+    except InvalidName as exc:
+        return str(exc)
     if found is None:
         return None
     ts = times.get(stamp)
@@ -208,8 +241,9 @@ def _json_miss(data: object) -> Miss | None:
     version = data.get("version") or None
     project = data.get("project")
     if kind == "project":
-        if not isinstance(project, str) or not _NAME.match(project):
-            raise ValueError(f"`project` must be a project name, got {project!r}")
+        if not isinstance(project, str) or not valid_name(project):
+            raise InvalidName(f"`project` must be a project name (PEP 508, at most {MAX_NAME} characters), "
+                              f"got {str(project)[:60]!r}")
         version = None
     else:
         if not isinstance(filename, str) or (found := _from_filename(filename)) is None:

@@ -2,8 +2,10 @@
 
 Each build runs as its own ``factory build`` process, so that a crashing build cannot
 take the worker with it, and dies with the worker if the worker is killed (no orphan can
-publish behind the ledger's back). The worker renews each item's lease while it builds; if a
-lease is lost (the worker stalled and another took the item), its build is stopped. On SIGTERM
+publish behind the ledger's back). The worker renews each item's lease while it builds, and
+writes each renewal into the build's lease file: the build stops itself when the lease runs
+low (a worker that is stopped renews nothing, see ``lease.py``); if a lease is lost (another
+worker took the item), the worker stops the build, which then publishes nothing. On SIGTERM
 (or Ctrl-C) the worker claims nothing more, stops its builds and releases their items to the
 queue, uncounted. The worker names each build's id, so it knows where the build writes its
 record, and reads how the build ended from there.
@@ -30,7 +32,9 @@ from factory.pipeline.record import BuildRecord, BuildStatus, load, new_build_id
 from factory.pipeline.request import parse_request
 from factory.plumbing import podman
 from factory.plumbing.processes import die_with_parent
+from factory.queue import lease
 from factory.queue.ledger import Item, Ledger, LedgerUnavailable, State
+from factory.queue.misses import MAX_NAME, valid_name
 
 #: How often a database error is retried (with a new connection) before the worker gives up.
 DB_RETRIES = 5
@@ -45,6 +49,7 @@ class Running:
     item: Item
     proc: subprocess.Popen[bytes]
     record: Path  # where the build writes its record
+    lease: Path  # the lease file the build watches
     started: float
     last_beat: float
     stopped: bool = False  # we stopped it (shutdown, or a lost lease): release, do not finish
@@ -90,21 +95,35 @@ class Worker:
                     self.ledger = None
         raise AssertionError("unreachable")
 
-    def _command(self, item: Item, build_id: str) -> list[str]:
+    def _command(self, item: Item, build_id: str, lease_file: Path) -> list[str]:
         config = ["--config", str(self.config_path)] if self.config_path else []
         floor = ["--floor", item.floor] if item.floor else []
-        return [sys.executable, "-m", "factory", *config, "build", "--build-id", build_id, *floor, item.spec]
+        # "--": whatever the ledger holds is a request, never an option.
+        return [sys.executable, "-m", "factory", *config, "build", "--build-id", build_id, "--lease-file",
+                str(lease_file), *floor, "--", item.spec]
 
     def _start(self, item: Item) -> None:
         build_id = new_build_id()
+        lease_file = self.config.work_dir / f"{build_id}.lease"
+        lease.write(lease_file, item.lease_expires or time.time() + self.config.lease_seconds, self.config.lease_seconds)
         proc = subprocess.Popen(
-            self._command(item, build_id), stdout=None if self.verbose else subprocess.DEVNULL,
+            self._command(item, build_id, lease_file), stdout=None if self.verbose else subprocess.DEVNULL,
             stderr=None if self.verbose else subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
             preexec_fn=die_with_parent,
         )
         now = time.time()
         path = record_path(self.config.records_dir, item.project, build_id)
-        self.running[item.id] = Running(item, proc, path, now, now)
+        self.running[item.id] = Running(item, proc, path, lease_file, now, now)
+
+    def _refuse(self, item: Item) -> None:
+        """An item queued before names were checked, whose name is no project's: refused, never
+        passed to a build (a huge one made every start fail with E2BIG)."""
+        state = self._db(lambda ledger: ledger.finish(
+            item, self.id, BuildStatus.FAILED, FailureClass.NOT_FOUND,
+            f"not a project name (PEP 508, at most {MAX_NAME} characters): {item.project[:60]!r}"))
+        result = Finished(item, state, 0.0, None)
+        self.finished.append(result)
+        self.on_finish(result)
 
     def stop(self, *_: object) -> None:
         """Claim nothing more; stop the builds under way (their items go back to the queue)."""
@@ -116,6 +135,7 @@ class Worker:
 
     def _collect(self, run: Running) -> None:
         del self.running[run.item.id]
+        run.lease.unlink(missing_ok=True)
         seconds = time.time() - run.started
         record = None
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # no record, or a torn one
@@ -145,8 +165,11 @@ class Worker:
         for run in list(self.running.values()):
             if now - run.last_beat >= self.config.lease_seconds / 3:
                 run.last_beat = now
-                if not self._db(lambda ledger: ledger.heartbeat(run.item.id, self.id)) and not run.stopped:
+                if self._db(lambda ledger: ledger.heartbeat(run.item.id, self.id, now)):
+                    lease.write(run.lease, now + self.config.lease_seconds, self.config.lease_seconds)
+                elif not run.stopped:
                     run.stopped = True  # another worker has it now: this build must not publish
+                    lease.write(run.lease, 0, self.config.lease_seconds)
                     run.proc.send_signal(signal.SIGTERM)
 
     def run(self, once: bool = False, forever: bool = False, poll: float = 5.0) -> list[Finished]:
@@ -162,7 +185,10 @@ class Worker:
                     if item is None:
                         break
                     claimed += 1
-                    self._start(item)
+                    if valid_name(item.project):
+                        self._start(item)
+                    else:
+                        self._refuse(item)
                 if not self.running:
                     if self.stopping or once or not forever:
                         break

@@ -6,10 +6,13 @@
   upstream, so a public name can never shadow ours. A project it lacks is fetched from the
   upstream (unless the index is closed) with its links rewritten to ``/upstream/...``; either way
   the miss is logged.
+  Provenance links that the pages hold relative to themselves are made absolute against the
+  request's URL (PEP 740 wants fully qualified URLs).
 - ``/files/...``: the index's files and their sidecars; no directory listing, and no path can
   leave the index directory.
 - ``/upstream/...``: files of upstream projects, fetched for the client and logged as misses.
-Every response asks for credentials first when a users file is configured.
+A name that is not a project name (PEP 508, at most 200 characters) is not found.
+Every response asks for credentials first when a users file is configured (see ``RequireAuth``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import contextlib
 import dataclasses
 import email.utils
 import hashlib
-import re
+import math
+import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import unquote
@@ -34,15 +39,15 @@ from starlette.responses import FileResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from factory.index.pages import HTML_TYPE, JSON_TYPE
+from factory.index.pages import HTML_TYPE, JSON_TYPE, absolute_provenance
 from factory.plumbing.net import USER_AGENT
-from factory.queue.misses import classify_path
-from factory.serve.auth import Users
+from factory.queue.misses import classify_path, valid_name
+from factory.serve.auth import MAX_HASHING, Credentials, Throttle, Users, credentials
 from factory.serve.misslog import MissLog
-from factory.serve.upstream import Upstream, render
+from factory.serve.upstream import KEY_BYTES, Upstream, UpstreamRefused, load_or_create_key, render
 
-#: PEP 508 project names; anything else under /simple/ is not a page.
-VALID_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+#: The longest path component looked up in the index (the file system's limit).
+MAX_PART = 255
 #: Types of what /files/ serves, by how the name ends.
 FILE_TYPES = {
     ".whl": "application/zip",
@@ -63,6 +68,7 @@ class ServeSettings:
     upstream: str | None  # None: a closed index, no fallback
     users: Users | None  # None: no authentication
     http_timeout: float = 60.0
+    upstream_key: Path | None = None  # signs fallback links; None: a key for this process only
 
 
 def wants_json(request: Request) -> bool:
@@ -84,9 +90,10 @@ def wants_json(request: Request) -> bool:
     return best_json > 0 and best_json >= best_html
 
 
-def _validators(path: Path) -> tuple[str, str]:
+def _validators(path: Path, salt: str = "") -> tuple[str, str]:
     stat = path.stat()
-    etag = '"' + hashlib.sha256(f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:20] + '"'
+    key = f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:{salt}"
+    etag = '"' + hashlib.sha256(key.encode()).hexdigest()[:20] + '"'
     return etag, email.utils.formatdate(stat.st_mtime, usegmt=True)
 
 
@@ -100,6 +107,20 @@ def _static(request: Request, path: Path, media_type: str, vary: bool = False) -
     return FileResponse(path, media_type=media_type, headers=headers)
 
 
+def _page(request: Request, path: Path, as_json: bool) -> Response:
+    """A page of the index, its relative provenance links made absolute for this request."""
+    text = path.read_text()
+    if ('"provenance":"../' if as_json else 'data-provenance="../') not in text:  # none relative: as it is
+        return _static(request, path, JSON_TYPE if as_json else "text/html; charset=utf-8", vary=True)
+    url = str(request.url.replace(query="", fragment=""))
+    etag, modified = _validators(path, url)
+    headers = {"ETag": etag, "Last-Modified": modified, "Cache-Control": "max-age=60", "Vary": "Accept"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(absolute_provenance(text, as_json, url), headers=headers,
+                    media_type=JSON_TYPE if as_json else "text/html; charset=utf-8")
+
+
 def _safe_parts(raw: str) -> list[str] | None:
     """Path components that stay inside a directory, or None (encoded or not: no ``..``, no
     absolute path, no backslash, no NUL, no hidden file)."""
@@ -107,7 +128,7 @@ def _safe_parts(raw: str) -> list[str] | None:
     if "\\" in text or "\0" in text or text.startswith("/"):
         return None
     parts = [p for p in text.split("/") if p]
-    if any(p in (".", "..") or p.startswith(".") for p in parts):
+    if any(p in (".", "..") or p.startswith(".") or len(p.encode()) > MAX_PART for p in parts):
         return None
     return parts
 
@@ -116,8 +137,10 @@ def create_app(settings: ServeSettings) -> Starlette:
     simple_dir = (settings.index_dir / "simple").resolve()
     files_dir = (settings.index_dir / "files").resolve()
     log = MissLog(settings.miss_log)
-    client = httpx.AsyncClient(timeout=settings.http_timeout, follow_redirects=True, headers={"user-agent": USER_AGENT})
-    upstream = Upstream(settings.upstream, client) if settings.upstream else None
+    # Redirects are followed by Upstream.get, only where they stay on the upstream's hosts.
+    client = httpx.AsyncClient(timeout=settings.http_timeout, follow_redirects=False, headers={"user-agent": USER_AGENT})
+    key = load_or_create_key(settings.upstream_key) if settings.upstream_key else secrets.token_bytes(KEY_BYTES)
+    upstream = Upstream(settings.upstream, client, key) if settings.upstream else None
 
     def miss(request: Request, kind: str, project: str, status: int, filename: str | None = None,
              version: str | None = None) -> None:
@@ -126,8 +149,7 @@ def create_app(settings: ServeSettings) -> Starlette:
 
     def page(request: Request, directory: Path) -> Response:
         as_json = wants_json(request)
-        name = "index.json" if as_json else "index.html"
-        return _static(request, directory / name, JSON_TYPE if as_json else "text/html; charset=utf-8", vary=True)
+        return _page(request, directory / ("index.json" if as_json else "index.html"), as_json)
 
     async def root(request: Request) -> Response:
         if not (simple_dir / "index.html").is_file():
@@ -136,7 +158,7 @@ def create_app(settings: ServeSettings) -> Starlette:
 
     async def project(request: Request) -> Response:
         raw = request.path_params["project"]
-        if not VALID_NAME.fullmatch(raw):
+        if not valid_name(raw):
             return PlainTextResponse("not a project name", status_code=404)
         name = canonicalize_name(raw)
         if name != raw:  # PEP 503: one URL per project
@@ -160,7 +182,11 @@ def create_app(settings: ServeSettings) -> Starlette:
         if parts is None:
             return PlainTextResponse("bad path", status_code=400)
         path = files_dir.joinpath(*parts)
-        if path.is_file() and path.resolve().is_relative_to(files_dir):
+        try:
+            here = path.is_file() and path.resolve().is_relative_to(files_dir)
+        except OSError:  # a path longer than the file system allows: not one of ours
+            here = False
+        if here:
             kind = next((t for end, t in FILE_TYPES.items() if path.name.endswith(end)), "application/octet-stream")
             return _static(request, path, kind)
         if parts and (found := classify_path(parts[-1])) is not None:  # a file we do not have: a miss
@@ -174,11 +200,10 @@ def create_app(settings: ServeSettings) -> Starlette:
             return PlainTextResponse("not found", status_code=404)
         found = classify_path(p["filename"])
         kind, project, version = (found[0], found[1], found[2]) if found else ("file", p["project"], None)
-        # The bytes must reach the client as the upstream hashed them: no compressed pass-through.
-        upstream_request = client.build_request("GET", url, headers={"Accept-Encoding": "identity"})
         try:
-            response = await client.send(upstream_request, stream=True)
-        except httpx.HTTPError as exc:
+            # The bytes must reach the client as the upstream hashed them: no compressed pass-through.
+            response = await upstream.get(url, {"Accept-Encoding": "identity"}, stream=True)  # type: ignore[union-attr]
+        except (httpx.HTTPError, UpstreamRefused) as exc:
             miss(request, kind, project, 502, p["filename"], version)
             return PlainTextResponse(f"the upstream failed: {type(exc).__name__}", status_code=502)
         miss(request, kind, project, response.status_code, p["filename"], version)
@@ -204,7 +229,7 @@ def create_app(settings: ServeSettings) -> Starlette:
         Route("/simple/", root),
         Route("/simple/{project}/", project),
         Route("/simple/{project}", lambda r: RedirectResponse(f"/simple/{r.path_params['project']}/", 301)
-              if VALID_NAME.fullmatch(r.path_params["project"]) else PlainTextResponse("not found", status_code=404)),
+              if valid_name(r.path_params["project"]) else PlainTextResponse("not found", status_code=404)),
         Route("/files/{path:path}", files),
         Route("/upstream/{project}/{signature}/{encoded}/{filename}", upstream_file),
         Route("/{path:path}", not_found),
@@ -214,22 +239,65 @@ def create_app(settings: ServeSettings) -> Starlette:
 
 
 class RequireAuth:
-    """ASGI middleware: every request must carry credentials the users file accepts."""
+    """ASGI middleware: every request must carry credentials the users file accepts.
 
-    def __init__(self, app: ASGIApp, users: Users) -> None:
+    Credentials verified before pass at once. Others are checked one at a time per client, in
+    threads of their own (PBKDF2 takes a while by design, and must not starve the file serving
+    of the shared pool), at most ``MAX_HASHING`` at once; a client whose failures back off is
+    answered 429 without any hashing (see ``auth``)."""
+
+    def __init__(self, app: ASGIApp, users: Users, throttle: Throttle | None = None) -> None:
         self.app, self.users = app, users
+        self.throttle = throttle or Throttle()
+        self._clients: dict[str, anyio.Lock] = {}
+        self._limiter: anyio.CapacityLimiter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             header = dict(scope["headers"]).get(b"authorization")
-            # PBKDF2 takes a while by design: in a thread, so one request does not stall the others.
-            allowed = await anyio.to_thread.run_sync(self.users.authorize, header.decode("latin-1") if header else None)
+            found = credentials(header.decode("latin-1") if header else None)
+            client = scope["client"][0] if scope.get("client") else ""
+            retry = 0.0
+            if found is None:
+                allowed = False
+            elif self.users.known(found):
+                allowed = True
+            else:
+                allowed, retry = await self._check(found, client)
             if not allowed:
-                response = PlainTextResponse("credentials required", status_code=401,
-                                             headers={"WWW-Authenticate": 'Basic realm="factory", charset="UTF-8"'})
+                if retry:
+                    response = PlainTextResponse("too many failed logins: try again later", status_code=429,
+                                                 headers={"Retry-After": str(math.ceil(retry))})
+                else:
+                    response = PlainTextResponse("credentials required", status_code=401,
+                                                 headers={"WWW-Authenticate": 'Basic realm="factory", charset="UTF-8"'})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _check(self, found: Credentials, client: str) -> tuple[bool, float]:
+        """(allowed, seconds to wait before trying again) for credentials not verified before."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(MAX_HASHING)
+        lock = self._clients.setdefault(client, anyio.Lock())
+        try:
+            async with lock:  # a client's attempts one at a time: its failures count before its next try
+                if self.users.known(found):  # verified while this one waited (uv asks in parallel)
+                    return True, 0.0
+                wait = self.throttle.wait(client, time.monotonic())
+                if wait > 0:
+                    return False, wait
+                ok = await anyio.to_thread.run_sync(self.users.check, found, limiter=self._limiter)
+                if ok:
+                    self.throttle.succeeded(client)
+                else:
+                    self.throttle.failed(client, time.monotonic())
+                return ok, 0.0
+        finally:
+            if not lock.locked() and not self.throttle.tracks(client):
+                self._clients.pop(client, None)
+            if len(self._clients) > self.throttle.clients:  # clients the throttle forgot: their locks too
+                self._clients = {c: k for c, k in self._clients.items() if k.locked() or self.throttle.tracks(c)}
 
 
 def _closer(response: httpx.Response) -> BackgroundTask:

@@ -13,14 +13,16 @@ from factory.sigstore_stack.errors import (
     EntryExists,
     EntryNotFound,
     EntryRejected,
+    NotOurStack,
     StackError,
+    StackNotRunning,
     StackNotStarted,
     StateDirBusy,
     StateDirCorrupt,
     TokenRejected,
     TokenRequestFailed,
 )
-from factory.sigstore_stack.stack import LocalSigstore, fetch_identity_token, fetch_trust, serve
+from factory.sigstore_stack.stack import LocalSigstore, fetch_identity_token, serve
 
 __all__ = [
     "BadIdentity",
@@ -29,13 +31,14 @@ __all__ = [
     "EntryNotFound",
     "EntryRejected",
     "LocalSigstore",
+    "NotOurStack",
     "StackError",
+    "StackNotRunning",
     "StackNotStarted",
     "StateDirBusy",
     "StateDirCorrupt",
     "TokenRejected",
     "TokenRequestFailed",
     "fetch_identity_token",
-    "fetch_trust",
     "serve",
 ]

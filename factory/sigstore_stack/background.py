@@ -1,5 +1,10 @@
-"""Start the local stack as a background process when it is not already answering, so that
-signing with ``signing = "local"`` needs nothing started by hand."""
+"""Start the local stack of a state directory as a background process when it is not running,
+so that signing with ``signing = "local"`` needs nothing started by hand.
+
+The stack binds a port the system picks (or the one ``local-sigstore`` names) and says where in
+its state directory (``running.json``), so that the stacks of two state directories on one host
+each run, and each factory finds its own.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +12,50 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import httpx
+from factory.sigstore_stack.client import held, locate, pinned, prove, running_url
+from factory.sigstore_stack.errors import NotOurStack, StackError, StackNotRunning, TokenRequestFailed
 
-from factory.sigstore_stack.errors import StackError
 
+def answers(state_dir: Path, url: str) -> bool:
+    """Whether the stack of ``state_dir`` answers at ``url`` (and proves it is that stack).
 
-def answers(url: str) -> bool:
-    """Whether a stack answers at ``url``."""
+    Raises ``NotOurStack`` when something else answers there."""
     try:
-        return httpx.get(f"{url.rstrip('/')}/oidc/jwks", timeout=1).status_code == 200
-    except httpx.HTTPError:
+        prove(url, pinned(state_dir), timeout=5)
+    except (TokenRequestFailed, StackNotRunning):
         return False
-
-
-def ensure_running(url: str, state_dir: Path, config_path: Path | None = None, timeout: float = 30) -> bool:
-    """Start ``factory sigstore-stack`` detached on ``state_dir`` unless ``url`` answers; True if it
-    was started. Its output goes to ``state_dir/stack.log``."""
-    if answers(url):
-        return False
-    state_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "factory", *(["--config", str(config_path)] if config_path else []),
-               "sigstore-stack", "--state", str(state_dir)]
-    with (state_dir / "stack.log").open("ab") as log:
-        subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while not answers(url):
-        if time.monotonic() > deadline:
-            raise StackError(f"the Sigstore stack did not start at {url}; see {state_dir / 'stack.log'}")
-        time.sleep(0.2)
     return True
+
+
+def ensure_running(state_dir: Path, override: str = "", config_path: Path | None = None,
+                   timeout: float = 30) -> str | None:
+    """Start ``factory sigstore-stack`` detached on ``state_dir`` unless its stack runs; the URL
+    it listens at if it was started now, None if it was running. Its output goes to
+    ``state_dir/stack.log``.
+
+    Raises ``NotOurStack`` when ``override`` names a port something else answers on."""
+    if (override or running_url(state_dir)) and answers(state_dir, locate(state_dir, override)):
+        return None
+    state_dir.mkdir(parents=True, exist_ok=True)
+    where = urlsplit(override) if override else None
+    listen = ["--host", where.hostname or "127.0.0.1", "--port", str(where.port or 80)] if where else []
+    command = [sys.executable, "-m", "factory", *(["--config", str(config_path)] if config_path else []),
+               "sigstore-stack", "--state", str(state_dir), *listen]
+    with (state_dir / "stack.log").open("ab") as log:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        url = override.rstrip("/") if override else running_url(state_dir)
+        try:
+            if url and answers(state_dir, url):
+                return url
+        except NotOurStack:
+            if proc.poll() is not None:  # it could not bind: something else has the port
+                raise
+        # Ended without a stack holding the directory: it failed (one that lost a race to another
+        # process starting the same directory's stack waits for that one).
+        if (proc.poll() is not None and not held(state_dir)) or time.monotonic() > deadline:
+            raise StackError(f"the Sigstore stack of {state_dir} did not start; see {state_dir / 'stack.log'}")
+        time.sleep(0.2)

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from factory.plumbing.files import write_bytes
+from factory.sigstore_stack.client import PROOF_CONTEXT
 from factory.sigstore_stack.errors import CsrRejected, StackError, StateDirCorrupt
 from factory.sigstore_stack.oidc import Identity
 from factory.sigstore_stack.sct import precert_sct, sct_list_extension
@@ -68,6 +69,11 @@ class CertificateAuthority:
         self.root = root
         self._ct_key = ct_key
         self._root_ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+
+    def prove(self, challenge: bytes) -> bytes:
+        """An ECDSA signature over ``PROOF_CONTEXT`` and ``challenge`` by the CA's key: that this
+        stack holds the key of the root a client pinned (see ``client.prove``)."""
+        return self._key.sign(PROOF_CONTEXT + challenge, ec.ECDSA(hashes.SHA256()))
 
     def issue(self, csr_pem: bytes, identity: Identity) -> list[x509.Certificate]:
         """The chain (leaf, then root) for the key in ``csr_pem``, bound to ``identity``: a critical

@@ -61,3 +61,11 @@ class EntryNotFound(StackError):
 
 class TokenRequestFailed(StackError):
     """A running stack did not hand out an identity token over HTTP."""
+
+
+class StackNotRunning(StackError):
+    """No local stack runs on the state directory (or none ever did: there is no trust root yet)."""
+
+
+class NotOurStack(StackError):
+    """What answers where the stack should be cannot prove it holds the pinned root's key."""

@@ -46,7 +46,7 @@ class Services:
     oidc: OidcIssuer
     ca: CertificateAuthority
     log: TransparencyLog
-    trust_config: dict[str, Any]  # what clients load, also served for those without the state directory
+    trust_config: dict[str, Any]  # what clients load; also served, to look at: factory pins its own from the state dir
     token_secret: str  # what a client must show to get an identity token
 
 
@@ -137,13 +137,24 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest("the request body must be a JSON object")
         if path == "/oidc/token":
             authorization = self.headers.get("Authorization") or ""
-            if not hmac.compare_digest(authorization.encode(), f"Bearer {services.token_secret}".encode()):
+            # No secret (a stack set up by hand) opens nothing: it never matches.
+            if not services.token_secret or not hmac.compare_digest(authorization.encode(),
+                                                                    f"Bearer {services.token_secret}".encode()):
                 raise TokenRejected("a token request needs the stack's secret (token.secret in its state directory)")
             email, lifetime = request.get("email"), request.get("lifetime", 600)
             if not isinstance(email, str) or not isinstance(lifetime, int):
                 raise BadRequest('a token request is {"email": "...", "lifetime": seconds (optional)}')
             token = services.oidc.mint(email, lifetime)
             return 200, {"id_token": token, "token_type": "Bearer"}
+        if path == "/factory/prove":
+            challenge = request.get("challenge")
+            try:
+                raw = base64.b64decode(challenge, validate=True) if isinstance(challenge, str) else b""
+            except binascii.Error:
+                raw = b""
+            if not 16 <= len(raw) <= 64:
+                raise BadRequest('a proof request is {"challenge": base64 of 16 to 64 random bytes}')
+            return 200, {"signature": base64.b64encode(services.ca.prove(raw)).decode()}
         if path == "/api/v2/signingCert":
             return 201, self._signing_cert(services, request)
         if path == "/api/v1/log/entries":

@@ -7,7 +7,11 @@ State directory layout (everything a restart needs; keys are readable by the own
     stack.json                    the issuer URL and the log's tree ID, fixed at the first start
     rekor/entries.jsonl           the transparency log
     trust_config.json             the client trust config, rewritten at every start (the URL may change)
+    running.json                  where the stack that runs on the directory listens (gone when it stops)
     lock                          held while a stack runs on the directory
+
+Clients that share the state directory pin its trust config and find the stack through
+``running.json`` (``client.py``): each state directory's stack listens on a port of its own.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import httpx
 
 from factory.plumbing.files import write_text
 from factory.sigstore_stack.ca import CertificateAuthority, load_or_create_root
-from factory.sigstore_stack.errors import StackError, StackNotStarted, StateDirBusy, TokenRequestFailed
+from factory.sigstore_stack.client import RUNNING
+from factory.sigstore_stack.errors import StackError, StackNotStarted, StateDirBusy, StateDirCorrupt, TokenRequestFailed
 from factory.sigstore_stack.handler import Handler, Services, StackServer
 from factory.sigstore_stack.keys import load_or_create_key
 from factory.sigstore_stack.oidc import OidcIssuer
@@ -36,6 +41,8 @@ from factory.sigstore_stack.rekor import TransparencyLog
 from factory.sigstore_stack.trust import client_trust_config, write_trust_config
 
 LOG_NAME = "factory-sigstore"
+#: The shortest token secret the stack accepts (it writes 64 hex digits).
+MIN_SECRET = 32
 
 
 class _StackServerV6(StackServer):
@@ -124,10 +131,14 @@ class LocalSigstore:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="sigstore-stack", daemon=True)
         self._thread.start()
+        # Last: who finds it answers at once.
+        write_text(self.state_dir / RUNNING, json.dumps({"url": url, "pid": os.getpid()}) + "\n")
 
     def stop(self) -> None:
         """Stop serving and release the state directory; a no-op if not running."""
         server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None and self._lock_fd is not None:
+            (self.state_dir / RUNNING).unlink(missing_ok=True)
         if server is not None:
             if thread is not None:
                 server.shutdown()
@@ -143,7 +154,11 @@ class LocalSigstore:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32) + "\n")
-        return path.read_text().strip()
+        secret = path.read_text().strip()
+        if len(secret) < MIN_SECRET:  # an empty secret would hand a token to `Authorization: Bearer `
+            raise StateDirCorrupt(f"{path} holds {'no' if not secret else 'too short a'} secret (at least {MIN_SECRET} "
+                                  "characters): remove the file and start the stack again to make a new one")
+        return secret
 
     def _lock_state_dir(self) -> None:
         fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -213,15 +228,3 @@ def fetch_identity_token(stack_url: str, email: str, secret: str, *, lifetime: i
     if not isinstance(token, str):
         raise TokenRequestFailed("the sigstore stack answered without a token")
     return token
-
-
-def fetch_trust(stack_url: str) -> tuple[dict[str, Any], str]:
-    """The client trust config and the OIDC issuer of the stack running at ``stack_url``, for
-    clients that do not share its state directory. Raises ``TokenRequestFailed`` when it does not
-    answer."""
-    try:
-        response = httpx.get(f"{stack_url.rstrip('/')}/factory/trust", timeout=30)
-        data = response.json()
-        return data["trustConfig"], data["issuer"]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
-        raise TokenRequestFailed(f"cannot get the trust config of the sigstore stack at {stack_url}: {e}") from e

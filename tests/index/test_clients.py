@@ -11,6 +11,7 @@ from conftest import clean_venv, isolated_pip_env
 from support.server import running
 from support.wheels import make_wheel
 
+from factory.index.check import check
 from factory.index.distfile import inspect_wheel
 from factory.index.publish import publish, yank
 
@@ -26,6 +27,8 @@ def index(tmp_path_factory):
     publish(index, [inspect_wheel(make_wheel(root / "w", "demo", v, body=v)) for v in ("1.0", "2.0")], base)
     publish(index, [inspect_wheel(make_wheel(root / "w", "other", "1.0", body="other"))], base)
     yank(index, "demo", "2.0", "broken", base)
+    report = check(index, base)  # read with a strict client first
+    assert report.ok, report.problems
     return index
 
 

@@ -4,10 +4,13 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
+from packaging.version import Version
 from support.wheels import make_wheel
 
 from factory.index import pages
@@ -23,7 +26,8 @@ def index(tmp_path):
 
 
 def base(index):
-    return index.resolve().as_uri() + "/"
+    """The default base-url: none, so provenance links are relative like the file links."""
+    return ""
 
 
 def put(index, *wheels):
@@ -115,7 +119,9 @@ def test_yank_and_project_status(index, tmp_path):
     with pytest.raises(PublishError, match="no file"):
         yank(index, "demo", "9.9", "", base(index))
     set_status(index, "demo", ProjectStatus("archived", "moved on"), base(index))
-    assert page(index, "demo")["meta"]["project-status"] == {"status": "archived", "reason": "moved on"}
+    # PEP 792 puts the status beside "meta", where clients read it (issue 12, item 16).
+    assert page(index, "demo")["project-status"] == {"status": "archived", "reason": "moved on"}
+    assert "project-status" not in page(index, "demo")["meta"]
     html = page(index, "demo", "html")
     assert '<meta name="pypi:project-status" content="archived">' in html
     assert '<meta name="pypi:project-status-reason" content="moved on">' in html
@@ -150,7 +156,8 @@ def test_check_finds_what_is_wrong(index, tmp_path):
     assert "the metadata sidecar's sha256 differs" in text
     assert "other/other-1.0-py3-none-any.whl: `yanked` differs between HTML" in text
     path.unlink()
-    assert "the link does not resolve" in "\n".join(check(index, base(index)).problems)
+    assert "demo/demo-1.0-py3-none-any.whl: the file is missing from the index" in "\n".join(
+        check(index, base(index)).problems)
 
 
 def test_the_command_line(index, tmp_path):
@@ -163,7 +170,7 @@ def test_the_command_line(index, tmp_path):
     rebuilt = run("publish", "--rebuild")
     assert rebuilt.returncode == 0 and "rewrote the pages of 1 projects" in rebuilt.stdout
     checked = run("index", "check")
-    assert checked.returncode == 0 and "ok: 1 projects, 2 files checked" in checked.stdout
+    assert checked.returncode == 0 and "ok: 1 projects, 2 files checked, 0 signatures verified" in checked.stdout
     (index / "simple" / "demo" / "index.json").resolve().write_text("{}")
     assert run("index", "check").returncode == 1
     assert run("yank", "demo").returncode == 2
@@ -186,3 +193,137 @@ def test_a_publish_interrupted_before_its_pages_is_listed_next_time(index, tmp_p
     assert [f["filename"] for f in page(index, "demo")["files"]] == [wheel.name]
     report = check(index, base(index))
     assert report.ok and report.pending == 0
+
+
+def test_a_quarantined_project_offers_no_files(index, tmp_path):
+    """Issue 12, item 16: PEP 792 forbids offering a quarantined project's files."""
+    put(index, *(make_wheel(tmp_path / "w", "demo", v) for v in ("1.0", "2.0")))
+    set_status(index, "demo", ProjectStatus("quarantined", "malware"), base(index))
+    data = page(index, "demo")
+    assert data["project-status"] == {"status": "quarantined", "reason": "malware"}
+    assert data["files"] == [] and data["versions"] == []
+    html = page(index, "demo", "html")
+    assert "<a " not in html and '<meta name="pypi:project-status" content="quarantined">' in html
+    report = check(index, base(index))
+    assert report.ok and report.pending == 0, report.problems  # withheld on purpose, not pending
+    set_status(index, "demo", None, base(index))
+    assert len(page(index, "demo")["files"]) == 2 and check(index, base(index)).ok
+    # A quarantined project's page that offers files anyway is caught.
+    pages_dir = (index / "simple" / "demo").resolve()
+    listing = (pages_dir / "index.json").read_text()
+    set_status(index, "demo", ProjectStatus("quarantined"), base(index))
+    (index / "simple" / "demo" / "index.json").resolve().write_text(
+        listing.replace('"name":"demo"', '"name":"demo","project-status":{"status":"quarantined"}'))
+    assert any("quarantined, yet its pages offer files" in p for p in check(index, base(index)).problems)
+
+
+def test_pages_escape_what_they_carry_and_list_versions_only(index, tmp_path):
+    """Issue 12, items 9 and 18: values go into the HTML escaped, and an entry without a version
+    (as upstream pages gave) adds none to `versions`."""
+    hostile = FileEntry("x-1.0.tar.gz", "x", "", 'abc"><script>alert(1)</script>', None, '>=3"><b', 'd"><i',
+                        "", None, "files/x-1.0.tar.gz")
+    html = pages.project_html("x", [hostile], None, "")
+    assert "<script>" not in html and '"><b' not in html and '"><i' not in html
+    assert "&quot;&gt;&lt;script&gt;" in html
+    assert json.loads(pages.project_json("x", [hostile], None, ""))["versions"] == []
+
+
+def test_provenance_links_are_relative_by_default_and_absolute_under_base_url(index, tmp_path, config):
+    """Issue 12, item 17: with no base-url the pages said file:///..., which a strict client
+    rejects over HTTP and a copied index no longer finds; relative links travel with the index."""
+    from support.signing import signed
+
+    from factory.pipeline.sign import SigningSettings
+    from factory.verify import SignatureCheck
+
+    signatures = SignatureCheck(SigningSettings.from_config(config))
+    dists = signed(config, [inspect_wheel(make_wheel(tmp_path / "w", "demo", v)) for v in ("1.0", "2.0")])
+    publish(index, dists, "")
+    (entry, _) = page(index, "demo")["files"]
+    assert entry["provenance"] == entry["url"] + ".provenance" and entry["provenance"].startswith("../../files/")
+    assert f'data-provenance="{entry["provenance"]}"' in page(index, "demo", "html")
+    report = check(index, "", signatures)
+    assert report.ok and report.signatures == 4, report.problems  # a bundle and an attestation per file
+    copied = tmp_path / "copied"
+    shutil.copytree(index, copied, symlinks=True)
+    assert check(copied, "", signatures).ok  # a copy still points at its own files
+    assert check(copied, "https://index.example.internal/private/", signatures).ok  # relative, served anywhere
+    served_at = "https://index.example.internal/private/"
+    assert rebuild(copied, served_at) == 1
+    (entry, _) = page(copied, "demo")["files"]
+    assert entry["provenance"] == served_at + entry["url"].removeprefix("../../") + ".provenance"
+    assert check(copied, served_at, signatures).ok
+    # Absolute links to somewhere else are not the index's own.
+    assert any("does not resolve to the file's provenance" in p for p in check(copied, "", signatures).problems)
+
+
+def test_check_reads_every_page_with_a_strict_client(index, tmp_path):
+    """Issue 12, item 20: what mousebender let through, pypi-simple's models do not."""
+    put(index, make_wheel(tmp_path / "w", "demo", "1.0"))
+    assert check(index, base(index)).ok
+    page_file = (index / "simple" / "demo" / "index.json").resolve()
+    original = page_file.read_text()
+    cases = {
+        "a file:// provenance": lambda d: d["files"][0].update(provenance="file:///srv/index/x.provenance"),
+        "an upload time that is no time": lambda d: d["files"][0].update({"upload-time": "yesterday"}),
+        "an unknown status": lambda d: d.update({"project-status": {"status": "abandoned"}}),
+        "a size that is no number": lambda d: d["files"][0].update(size="big"),
+        "hashes that are not strings": lambda d: d["files"][0].update(hashes={"sha256": 1}),
+    }
+    for what, change in cases.items():
+        data = json.loads(original)
+        change(data)
+        page_file.write_text(json.dumps(data))
+        problems = check(index, base(index)).problems
+        assert any("unreadable by a strict client" in p for p in problems), (what, problems)
+    data = json.loads(original)
+    data["meta"]["project-status"] = {"status": "archived"}  # where clients do not look
+    page_file.write_text(json.dumps(data))
+    assert any("status is under `meta`" in p for p in check(index, base(index)).problems)
+    data = json.loads(original)
+    data["versions"] = [""]
+    page_file.write_text(json.dumps(data))
+    assert any("`versions` must be a list of versions" in p for p in check(index, base(index)).problems)
+    root = (index / "simple" / "index.json").resolve()
+    root.write_text(json.dumps({"projects": [{"name": "demo"}]}))  # no meta
+    assert any("root: page unreadable by a strict client" in p for p in check(index, base(index)).problems)
+
+
+def _rewritten(wheel, dest, change):
+    """A copy of ``wheel`` named ``dest`` whose members ``change(name, data)`` rewrites."""
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(dest, "w") as out:
+        for info in src.infolist():
+            name, data = change(info.filename, src.read(info))
+            out.writestr(zipfile.ZipInfo(name, date_time=info.date_time), data)
+    return dest
+
+
+@pytest.mark.parametrize("lie", ["metadata-name", "metadata-version", "dist-info"])
+def test_a_wheel_that_is_not_what_its_name_says_is_refused(index, tmp_path, lie):
+    """Issue 12, item 10: only the file name was checked, so a wheel whose METADATA (or .dist-info)
+    named another project or version was published, and, the index being immutable, pip refused
+    that version for good."""
+    from factory.failures import BuildFailure, FailureClass
+    from factory.index.distfile import WheelMismatch
+    from factory.pipeline.repair import check as host_check
+
+    good = make_wheel(tmp_path / "good", "demo", "1.0")
+
+    def change(name, data):
+        if lie == "metadata-name" and name.endswith("METADATA"):
+            return name, data.replace(b"Name: demo", b"Name: other")
+        if lie == "metadata-version" and name.endswith("METADATA"):
+            return name, data.replace(b"Version: 1.0", b"Version: 2.0")
+        if lie == "dist-info":
+            return name.replace("demo-1.0.dist-info", "demo-2.0.dist-info"), data
+        return name, data
+
+    (tmp_path / "bad").mkdir()
+    bad = _rewritten(good, tmp_path / "bad" / good.name, change)
+    with pytest.raises(WheelMismatch, match="demo-1.0-py3-none-any.whl: its (METADATA|.dist-info directory) says"):
+        inspect_wheel(bad)
+    with pytest.raises(BuildFailure) as refused:  # the host's check after the build says so first
+        host_check(bad, "demo", Version("1.0"))
+    assert refused.value.failure_class == FailureClass.POLICY
+    assert host_check(good, "demo", Version("1.0")).policy == "pure"
+    assert Manifest.existing(index) is None  # nothing was published

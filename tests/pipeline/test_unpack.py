@@ -135,3 +135,33 @@ def test_a_zip_symlink_is_refused_before_it_is_read(tmp_path):
         zf.writestr(link, b"\0" * (8 * 1024 * 1024))  # a "target" far bigger than any path
     with pytest.raises(BuildFailure, match="'d-1.0/bomb': symbolic link in a zip sdist"):
         unpack(_source(path), tmp_path / "out", LIMITS)
+
+
+def test_a_sparse_member_is_refused_whatever_size_it_declares(tmp_path):
+    """Issue 12, item 5: a sparse member declares 100 bytes, but its map makes extraction write
+    what the map names (here 20 MB, past a 1 MB limit) from a 20 KB archive."""
+    written = 20_000_000
+    sparse, data = _file("s-1.0/big", b"\0" * written, **{
+        "GNU.sparse.major": "0", "GNU.sparse.minor": "1", "GNU.sparse.map": f"0,{written}", "GNU.sparse.size": "100"})
+    path = _tar(tmp_path / "s-1.0.tar.gz", lambda t: (t.addfile(*_file("s-1.0/setup.py")), t.addfile(sparse, data)))
+    assert path.stat().st_size < 64 * 1024
+    with tarfile.open(path) as tar:
+        assert [m.size for m in tar if m.issparse()] == [100]  # what a size check would count
+    with pytest.raises(BuildFailure, match=r"'s-1.0/big': sparse file") as info:
+        unpack(_source(path), tmp_path / "out", LIMITS)
+    assert info.value.failure_class == FailureClass.UNSAFE_ARCHIVE
+    assert not (tmp_path / "out").exists()
+
+
+def test_dot_entries_count_against_the_member_limit(tmp_path):
+    """Issue 12, item 7: "./" entries were skipped before they were counted, so an archive of
+    many of them passed max-unpacked-files."""
+    def add(tar):
+        tar.addfile(*_file("e-1.0/setup.py"))
+        for _ in range(1500):
+            dot = tarfile.TarInfo("./")
+            dot.type = tarfile.DIRTYPE
+            tar.addfile(dot)
+    path = _tar(tmp_path / "e-1.0.tar.gz", add)
+    with pytest.raises(BuildFailure, match=r"'\.': more than 1000 members"):
+        unpack(_source(path), tmp_path / "out", LIMITS)

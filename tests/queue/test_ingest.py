@@ -1,6 +1,7 @@
 """Ingestion into the ledger: aggregation, idempotent by content, appended logs, --strict."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from factory.queue.ingest import IngestError, ingest
-from factory.queue.ledger import Ledger
+from factory.queue.ledger import Demand, Ledger
 
 SAMPLE = Path(__file__).parents[1] / "data" / "sample-misses.log"
 
@@ -98,3 +99,64 @@ def test_non_finite_times_are_bad_lines(queue_url):
         report = ingest(ledger, "log", b'{"ts": NaN, "kind": "project", "project": "six"}\n'
                                        b'{"ts": 1e999, "kind": "project", "project": "six"}\n')
         assert [b.line for b in report.bad] == [1, 2] and ledger.all() == []
+
+
+BAD_NAMES = ["evil name", "$(id)", "-h", "http:localhost:8473", "a" * 200_000]
+
+
+def test_names_that_are_no_project_names_are_refused_with_a_count(queue_url):
+    """Issue 12, item 12: file misses named `evil name`, `$(id)`, `-h` or `http:localhost:8473`
+    were queued (each then failed three times as internal), and a 200 KB name crashed the
+    worker with E2BIG on every claim. They are bad lines now, counted, and nothing is queued."""
+    lines = [{"ts": 1, "kind": "file", "filename": f"{name}-1.0.tar.gz"} for name in BAD_NAMES]
+    lines += [{"ts": 1, "kind": "project", "project": name} for name in BAD_NAMES]
+    lines.append({"ts": 1, "kind": "file", "filename": "good-1.0.tar.gz"})
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    access = b'10.0.0.1 - - [22/Nov/2026:09:00:00 +0000] "GET /files/%24(id)-1.0.tar.gz HTTP/1.1" 404 1 "-" "pip"\n'
+    with Ledger(queue_url) as ledger:
+        report = ingest(ledger, "misses.jsonl", data)
+        assert (report.misses, report.new, len(report.bad)) == (1, 1, 2 * len(BAD_NAMES))
+        assert all("project name" in b.reason for b in report.bad), report.bad
+        assert [(i.project, i.version) for i in ledger.all()] == [("good", "1.0")]
+        combined = ingest(ledger, "access.log", access)
+        assert (combined.misses, [b.line for b in combined.bad]) == (0, [1])
+        assert "project name" in combined.bad[0].reason
+
+
+def test_a_log_sharing_its_first_line_with_another_is_ingested(queue_url):
+    """Issue 12, item 11: a log that began with the same line as one ingested before could never
+    be ingested ("ingested by another process meanwhile", exit 2, on every try)."""
+    first = b'10.0.0.1 - - [22/Nov/2026:09:00:00 +0000] "GET /simple/six/ HTTP/1.1" 404 1 "-" "pip"\n'
+    one = first + b'10.0.0.2 - - [22/Nov/2026:09:00:01 +0000] "GET /simple/attrs/ HTTP/1.1" 404 1 "-" "pip"\n'
+    other = first + b'10.0.0.3 - - [22/Nov/2026:09:00:02 +0000] "GET /simple/flask/ HTTP/1.1" 404 1 "-" "pip"\n'
+    assert len(one) == len(other)  # the same size too: one entry per (first line, size) lost the second
+    with Ledger(queue_url) as ledger:
+        assert ingest(ledger, "one", one).misses == 2
+        report = ingest(ledger, "other", other)
+        assert (report.misses, report.skipped_bytes) == (2, 0)
+        assert snapshot(ledger)[("flask", "latest")] == ("queued", 1, 1)
+        assert snapshot(ledger)[("six", "latest")] == ("queued", 2, 1)  # the same first line, the same client
+        for name, data in (("one", one), ("other", other)):  # each is known now: nothing twice
+            again = ingest(ledger, name, data)
+            assert (again.misses, again.skipped_bytes) == (0, len(data))
+        grown = ingest(ledger, "other", other + b'10.0.0.4 - - [22/Nov/2026:09:00:03 +0000] '
+                                                 b'"GET /simple/six/ HTTP/1.1" 404 1 "-" "pip"\n')
+        assert (grown.misses, grown.skipped_bytes) == (1, len(other))
+        assert snapshot(ledger)[("six", "latest")] == ("queued", 3, 2)
+
+
+def test_a_name_queued_before_names_were_checked_is_refused_not_built(config):
+    """Issue 12, item 12: such an item failed three times as internal, and a 200 KB one crashed the
+    worker with E2BIG on every claim."""
+    env = {**os.environ, "FACTORY_STATE_DIR": str(config.state_dir), "FACTORY_UPSTREAM": config.upstream,
+           "FACTORY_INDEX_DIR": str(config.index_dir)}
+    with Ledger(str(config.state_dir / "queue.sqlite3")) as ledger:
+        ledger.add([Demand(name, "1.0", 1, frozenset({"c"}), 1.0, 1.0) for name in ("$(id)", "a" * 200_000)])
+    done = subprocess.run([sys.executable, "-m", "factory", "worker"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    with Ledger(str(config.state_dir / "queue.sqlite3")) as ledger:
+        items = ledger.all()
+    assert [(i.state, i.failure_class) for i in items] == [("refused", "not-found")] * 2
+    assert all("not a project name" in i.reason for i in items)
+    assert not (config.state_dir / "records").exists()  # no build was started

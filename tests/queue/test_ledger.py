@@ -223,3 +223,30 @@ def test_a_lost_lease_cannot_wait(queue_url):
         claim(ledger, "app", "1.0", "w2", now=NOW + 11)  # w1's lease ran out
         assert ledger.wait(first, "w1", [("tool", "3.0")], now=NOW + 12) is None
         assert ledger.get("tool", "3.0") is None
+
+
+def test_a_queue_keyed_by_head_and_size_is_rekeyed(queue_url):
+    """Issue 12, item 11: inputs were keyed by (first line, size), so a second log of the same
+    first line and size was never marked ingested. A queue made then is rekeyed when opened."""
+    old = "CREATE TABLE ingested (head TEXT NOT NULL, size BIGINT NOT NULL, digest TEXT NOT NULL, " \
+          "at DOUBLE PRECISION NOT NULL, PRIMARY KEY (head, size))"
+    if queue_url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(queue_url, autocommit=True) as conn:
+            conn.execute(old)
+            conn.execute("INSERT INTO ingested VALUES ('h', 10, 'd1', 1)")
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(queue_url)
+        conn.execute(old)
+        conn.execute("INSERT INTO ingested VALUES ('h', 10, 'd1', 1)")
+        conn.commit()
+        conn.close()
+    for _ in range(2):  # opening it again changes nothing more
+        with Ledger(queue_url) as ledger:
+            assert ledger.ingested_prefixes("h") == [(10, "d1")]
+    with Ledger(queue_url) as ledger:
+        ledger.add([], ingested=("h", 10, "d2"), seen=[(10, "d1")], now=NOW)
+        assert ledger.ingested_prefixes("h") == [(10, "d1"), (10, "d2")]

@@ -31,6 +31,8 @@ class Served:
     yanked: str | None = None
     missing: bool = False  # listed, but the file answers 404
     upload_time: str = FIXTURE_UPLOADED
+    redirect: str | None = None  # the file answers 302 to this URL
+    release: threading.Event | None = None  # the file is sent only once this is set (a slow upstream)
 
 
 class LocalIndex:
@@ -138,7 +140,11 @@ class LocalIndex:
             def _file(self, filename: str) -> None:
                 for files in index.projects.values():
                     for f in files:
+                        if f.filename == filename and f.redirect:
+                            return self._send(302, b"", "text/plain", {"Location": f.redirect})
                         if f.filename == filename and not f.missing:
+                            if f.release is not None:
+                                f.release.wait()
                             return self._send(200, f.data, "application/octet-stream")
                 self._send(404, b"not found", "text/plain")
 

@@ -10,6 +10,7 @@ import base64
 import dataclasses
 import datetime
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -38,7 +39,13 @@ from sigstore.verify import Verifier
 from sigstore.verify.policy import Identity, OIDCIssuerV2
 from support.wheels import make_wheel
 
-from factory.sigstore_stack import LocalSigstore, StateDirBusy, TokenRequestFailed, fetch_identity_token
+from factory.sigstore_stack import (
+    LocalSigstore,
+    StateDirBusy,
+    StateDirCorrupt,
+    TokenRequestFailed,
+    fetch_identity_token,
+)
 from factory.sigstore_stack.merkle import MerkleTree, leaf_hash
 
 EMAIL = "factory@localhost"
@@ -142,6 +149,24 @@ def test_tokens_only_for_whoever_holds_the_secret(stack: LocalSigstore) -> None:
         assert refused.status_code == 401, headers
     with pytest.raises(TokenRequestFailed):
         fetch_identity_token(stack.url, "factory@localhost", "wrong")
+
+
+@pytest.mark.parametrize("secret", ["", "\n", "short\n"])
+def test_an_empty_or_short_secret_opens_nothing(tmp_path: Path, secret: str) -> None:
+    """Issue 12, item 13: an empty token.secret accepted `Authorization: Bearer ` and issued a token."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "token.secret").write_text(secret)
+    with pytest.raises(StateDirCorrupt, match="token.secret holds (no|too short a) secret"):
+        LocalSigstore(state).start()
+    (state / "token.secret").unlink()  # as the error says: then the stack makes a new one
+    with LocalSigstore(state) as stack:
+        # httpx refuses a header value ending in a space: send it as the reviewer did, by hand.
+        conn = http.client.HTTPConnection("127.0.0.1", int(stack.url.rsplit(":", 1)[1]), timeout=10)
+        conn.request("POST", "/oidc/token", body=json.dumps({"email": EMAIL}),
+                     headers={"Authorization": "Bearer ", "Content-Type": "application/json"})
+        assert conn.getresponse().status == 401
+        conn.close()
 
 
 def test_sign_artifact_verifies(signed: Signed, verifier: Verifier, policy: Identity) -> None:
