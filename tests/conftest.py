@@ -35,7 +35,9 @@ TOOL_WHEELS = ["fixture-tool", "fixture-broken-tool", "fixture-self"]
 @pytest.fixture(scope="session")
 def sdists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dest = tmp_path_factory.mktemp("sdists")
-    return {name: make_sdist(name, "1.0.0", dest) for name in FIXTURES}
+    # fixture-pure's PKG-INFO is static metadata (2.2): the index offers it as the sdist's sidecar.
+    return {name: make_sdist(name, "1.0.0", dest, metadata_version="2.2" if name == "fixture-pure" else "2.1")
+            for name in FIXTURES}
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,24 @@
-"""What the index needs to know about a wheel: hashes, size, and its core metadata; and that
-the wheel is what its file name says (the index is immutable: a wheel published under a name
-its metadata contradicts could never be replaced, and installers refuse it)."""
+"""What the index needs to know about a file it publishes (a wheel, or the sdist it was built
+from): hashes, size, and its core metadata; and that a wheel is what its file name says (the
+index is immutable: a wheel published under a name its metadata contradicts could never be
+replaced, and installers refuse it)."""
 
 from __future__ import annotations
 
 import dataclasses
 import email.parser
 import hashlib
+import tarfile
 import zipfile
 from pathlib import Path
 
-from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.utils import (
+    InvalidSdistFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
 from factory.failures import FactoryError
@@ -19,7 +27,7 @@ from factory.plumbing.files import sha256_file
 
 @dataclasses.dataclass(frozen=True)
 class DistFile:
-    """A wheel about to be published."""
+    """A wheel, or an sdist, about to be published."""
 
     path: Path
     project: NormalizedName
@@ -27,7 +35,7 @@ class DistFile:
     sha256: str
     size: int
     requires_python: str | None
-    metadata: bytes  # the wheel's METADATA, byte for byte: the PEP 658 sidecar
+    metadata: bytes | None  # METADATA (PKG-INFO) byte for byte: the PEP 658 sidecar; None: none that holds
     bundle: bytes | None = None  # its Sigstore bundle (<wheel>.sigstore.json), once signed
     provenance: bytes | None = None  # its PEP 740 provenance object, once signed
 
@@ -36,8 +44,8 @@ class DistFile:
         return self.path.name
 
     @property
-    def metadata_sha256(self) -> str:
-        return hashlib.sha256(self.metadata).hexdigest()
+    def metadata_sha256(self) -> str | None:
+        return hashlib.sha256(self.metadata).hexdigest() if self.metadata is not None else None
 
 
 class WheelMismatch(FactoryError):
@@ -89,3 +97,51 @@ def inspect_wheel(path: Path) -> DistFile:
         requires_python=headers.get("Requires-Python") or None,
         metadata=metadata,
     )
+
+
+#: Core metadata whose fields hold unless marked Dynamic (PEP 643): an sdist's PKG-INFO is then
+#: as good as its wheel's METADATA for resolving.
+_STATIC_METADATA = Version("2.2")
+
+
+def inspect_sdist(path: Path) -> DistFile:
+    """Read an sdist's name, version and PKG-INFO. Its PKG-INFO is offered as the PEP 658
+    sidecar only where installers may trust it: Metadata-Version 2.2 or later (PEP 643), and
+    neither its dependencies nor its Python requirement marked Dynamic."""
+    try:
+        project, version = parse_sdist_filename(path.name)
+    except InvalidSdistFilename as exc:
+        raise FactoryError(f"{path.name}: not an sdist file name: {exc}") from None
+    pkg_info = _pkg_info(path)
+    headers = email.parser.BytesHeaderParser().parsebytes(pkg_info)
+    if canonicalize_name(headers.get("Name", "")) != project or not _same_version(headers.get("Version", ""), version):
+        raise WheelMismatch(f"{path.name}: its PKG-INFO says {headers.get('Name')} {headers.get('Version')}, the file "
+                            f"name {project} {version}")
+    try:
+        static = Version(headers.get("Metadata-Version", "1.0")) >= _STATIC_METADATA
+    except InvalidVersion:
+        static = False
+    dynamic = {d.strip().lower() for d in headers.get_all("Dynamic", [])}
+    trusted = static and not dynamic & {"requires-dist", "requires-python", "provides-extra"}
+    return DistFile(path=path, project=project, version=str(version), sha256=sha256_file(path),
+                    size=path.stat().st_size, requires_python=headers.get("Requires-Python") or None,
+                    metadata=pkg_info if trusted else None)
+
+
+def _pkg_info(path: Path) -> bytes:
+    """The PKG-INFO at the top of an sdist (``<name>-<version>/PKG-INFO``)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                name = next(n for n in zf.namelist() if n.count("/") == 1 and n.endswith("/PKG-INFO"))
+                return zf.read(name)
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                parts = [p for p in member.name.split("/") if p not in ("", ".")]
+                if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
+                    data = tar.extractfile(member)
+                    if data is not None:
+                        return data.read()
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, StopIteration):
+        pass
+    raise FactoryError(f"{path.name}: no PKG-INFO at the top of the sdist")

@@ -92,7 +92,8 @@ def publish(index_dir: Path, dists: Sequence[DistFile], base_url: str) -> Publis
         for dist in fresh:
             path = file_path(dist.sha256, dist.filename)
             copy_file(dist.path, index_dir / path)
-            write_bytes(index_dir / (path + ".metadata"), dist.metadata)
+            if dist.metadata is not None:
+                write_bytes(index_dir / (path + ".metadata"), dist.metadata)
             if dist.bundle is not None:
                 write_bytes(index_dir / (path + ".sigstore.json"), dist.bundle)
             if dist.provenance is not None:

@@ -23,13 +23,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 from packaging.version import Version
 
 from factory import __version__, recipes
 from factory.config import Config
 from factory.failures import BuildFailure, FactoryError, FailureClass
 from factory.index import publish
-from factory.index.distfile import inspect_wheel
+from factory.index.distfile import DistFile, inspect_sdist, inspect_wheel
 from factory.index.manifest import published_files
 from factory.pipeline import (
     build,
@@ -209,12 +210,13 @@ def _pinned(source: recipes.SourceOverride, version: Version) -> resolve.SourceF
     return resolve.SourceFile(os.path.basename(url.split("?")[0]), url, source.sha256)
 
 
-def _facts(progress: Progress, outcomes: tuple[TargetOutcome, ...], wheel: repair.CheckedWheel) -> sign.BuildFacts:
+def _facts(progress: Progress, outcomes: tuple[TargetOutcome, ...], wheel: repair.CheckedWheel | None) -> sign.BuildFacts:
     """What the provenance of one wheel of this build says."""
     assert progress.release is not None and progress.recipe is not None
     release, recipe, prepared = progress.release, progress.recipe, progress.requirements
-    targets = tuple(str(o.target) for o in outcomes if o.wheel == wheel.filename and o.status is TargetStatus.BUILT)
-    arches = {o.target.arch for o in outcomes if o.wheel == wheel.filename}
+    filename = wheel.filename if wheel else None
+    targets = tuple(str(o.target) for o in outcomes if o.wheel == filename and o.status is TargetStatus.BUILT)
+    arches = {o.target.arch for o in outcomes if o.wheel == filename}
     return sign.BuildFacts(
         project=release.project, version=str(_version(release, recipe, progress.label)), targets=targets,
         sdist_url=release.sdist.url, sdist_sha256=release.sdist.sha256,
@@ -333,13 +335,17 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
         return
 
     dists = [inspect_wheel(w.path) for w in verdict.wheels]
+    sdist = _mirrored_sdist(source.path, release, recipe)
+    facts = [(w.filename, w.sha256, _facts(progress, verdict.outcomes, w)) for w in verdict.wheels]
+    if sdist is not None:  # beside the wheels, the exact upstream sdist they were built from
+        dists.append(sdist)
+        facts.append((sdist.filename, sdist.sha256, dataclasses.replace(
+            _facts(progress, verdict.outcomes, None), targets=(), source=True)))
     if config.signing != "none":
         failure = None
         try:
             with clock.stage("sign"):
-                signatures = sign.sign_all(sign.SigningSettings.from_config(config),
-                                           [(w.filename, w.sha256, _facts(progress, verdict.outcomes, w))
-                                            for w in verdict.wheels])
+                signatures = sign.sign_all(sign.SigningSettings.from_config(config), facts)
         except BuildFailure as exc:
             failure, signatures = exc, []
         verdict = gate.after_signing(verdict, failure)
@@ -353,6 +359,21 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
     yield dataclasses.replace(progress, published=tuple(e.filename for e in done.entries))
     for entry in done.entries:
         say(f"published {entry.filename}")
+
+
+def _mirrored_sdist(path: Path, release: resolve.Release, recipe: recipes.Recipe) -> DistFile | None:
+    """The upstream sdist a build used, to publish beside its wheels: not a recipe's pinned source
+    that is no sdist of this release, and not for a remediated build (its sdist is the unpatched
+    source, which ``--no-binary`` users would otherwise get)."""
+    if recipe.remediation:
+        return None
+    try:
+        name, version = parse_sdist_filename(path.name)
+    except InvalidSdistFilename:
+        return None
+    if (name, version) != (release.project, release.version):
+        return None
+    return inspect_sdist(path)
 
 
 def _learned(inferrer: sysdeps.Inferrer, failed: list[images.BuilderImage], say: Say) -> bool:

@@ -31,6 +31,8 @@ from factory.pipeline.record import BuildInput, SystemPackage
 
 #: Our build type, a URI of our own (RFC 4151 tag: no host name needed).
 BUILD_TYPE = "tag:factory,2026:build/v1"
+#: For an sdist the index mirrors: its "build" is fetching it and checking its hash against the upstream's.
+SOURCE_TYPE = "tag:factory,2026:source/v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 
 
@@ -109,6 +111,7 @@ class BuildFacts:
     requirements: tuple[str, ...] = ()  # what the project asked for to build
     cutoffs: tuple[tuple[str, str | None], ...] = ()  # (CPython, as of when its build requirements were resolved)
     floor: str | None = None  # a dependency's: no tools older than the release that needed it
+    source: bool = False  # the subject is the upstream sdist itself, mirrored, not a wheel built from it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +127,9 @@ class Signature:
 
 
 def statement_predicate(facts: BuildFacts, builder_id: str) -> dict[str, Any]:
-    """SLSA v1 provenance for a wheel."""
+    """SLSA v1 provenance for a wheel (or for the sdist it was built from, see ``source``)."""
+    if facts.source:
+        return _source_predicate(facts, builder_id)
     dependencies: list[dict[str, Any]] = [
         {"uri": facts.sdist_url, "digest": {"sha256": facts.sdist_sha256}, "name": "sdist"},
     ]
@@ -152,6 +157,25 @@ def statement_predicate(facts: BuildFacts, builder_id: str) -> dict[str, Any]:
                                                          "resolvedAsOf": dict(facts.cutoffs),
                                                          "floor": facts.floor}},
             "resolvedDependencies": dependencies,
+        },
+        "runDetails": {
+            "builder": {"id": builder_id},
+            "metadata": {"invocationId": facts.build_id, "startedOn": facts.started, "finishedOn": facts.finished},
+        },
+    }
+
+
+def _source_predicate(facts: BuildFacts, builder_id: str) -> dict[str, Any]:
+    """The sdist's provenance: where it came from, and that its bytes hashed to what the upstream
+    declared (factory refuses it otherwise)."""
+    return {
+        "buildDefinition": {
+            "buildType": SOURCE_TYPE,
+            "externalParameters": {"project": facts.project, "version": facts.version, "url": facts.sdist_url},
+            "internalParameters": {"factory": facts.factory_version,
+                                   "sha256": {"declaredUpstream": facts.sdist_sha256, "matched": True}},
+            "resolvedDependencies": [{"uri": facts.sdist_url, "digest": {"sha256": facts.sdist_sha256},
+                                      "name": "upstream-sdist"}],
         },
         "runDetails": {
             "builder": {"id": builder_id},

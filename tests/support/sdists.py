@@ -19,15 +19,20 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
     tar.addfile(info, io.BytesIO(data))
 
 
-def make_sdist(project: str, version: str, dest: Path, *, name: str | None = None) -> Path:
+def make_sdist(project: str, version: str, dest: Path, *, name: str | None = None,
+               metadata_version: str = "2.1") -> Path:
     """A PEP 625 sdist of ``tests/projects/<project>``: ``<name>-<version>/`` with a PKG-INFO.
-    ``name`` publishes the same sources under another project name."""
+    ``name`` publishes the same sources under another project name; from ``metadata_version``
+    2.2 on, the PKG-INFO's fields hold (PEP 643) and it says the project's Requires-Python."""
     name = name or project
     source = PROJECTS / project
     stem = f"{name.replace('-', '_')}-{version}"
     path = dest / f"{stem}.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
-        _add_bytes(tar, f"{stem}/PKG-INFO", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode())
+        pkg_info = f"Metadata-Version: {metadata_version}\nName: {name}\nVersion: {version}\n"
+        if metadata_version >= "2.2":
+            pkg_info += "Requires-Python: >=3.8\n"
+        _add_bytes(tar, f"{stem}/PKG-INFO", pkg_info.encode())
         for file in sorted(source.rglob("*")):
             if file.is_file() and "__pycache__" not in file.parts:
                 data = file.read_bytes()
