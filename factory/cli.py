@@ -30,7 +30,7 @@ from factory.pipeline.record import BuildRecord, TargetStatus, record_path
 from factory.pipeline.request import parse_request
 from factory.pipeline.run import run
 from factory.queue.misses import FORMATS
-from factory.targets import ARCHITECTURES
+from factory.targets import ARCHITECTURES, every_target
 
 if TYPE_CHECKING:
     from factory.verify import IndexView, Input, SignatureCheck
@@ -271,7 +271,7 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
-    from factory.index.manifest import coverage
+    from factory.index.manifest import coverage, missing_targets
     from factory.queue.ledger import Ledger
     from factory.queue.ledger import weight as ledger_weight
 
@@ -279,6 +279,7 @@ def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
         counts, top, failures, classes = (ledger.counts(), ledger.top_queued(args.top),
                                           ledger.recent_failures(args.top), ledger.failure_classes())
         waiting = [(i, ledger.dependencies(i.id)) for i in ledger.waiting(args.top)]
+        missed = missing_targets(cfg.index_dir, ledger.missed_targets())[: args.top]
     covered = coverage(cfg.index_dir, cfg.image_pythons, cfg.archs)
     if args.json:
         item = lambda i: {**dataclasses.asdict(i), "state": str(i.state), "spec": i.spec}  # noqa: E731
@@ -286,6 +287,7 @@ def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
                           "waiting": [{**item(i), "dependencies": [{"project": p, "version": v, "state": str(s)}
                                                                    for p, v, s in deps]} for i, deps in waiting],
                           "failure_classes": classes, "recent_failures": [item(i) for i in failures],
+                          "missing_targets": [{"target": t, "misses": n, "projects": p} for t, n, p in missed],
                           "index": {p: {"version": v, "pythons": pythons} for p, (v, pythons) in covered.items()}},
                          indent=2))
         return 0
@@ -313,6 +315,15 @@ def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
             table.add_column(column, overflow="fold")
         for i, deps in waiting:
             table.add_row(i.spec, ", ".join(f"{p}=={v} ({_styled(s)})" for p, v, s in deps))
+        out.print(table)
+    if missed:
+        table = Table(title="most wanted missing targets (clients found no file for them)", title_justify="left")
+        for column in ("target", "misses", "projects"):
+            table.add_column(column, justify="right" if column == "misses" else "left", overflow="fold")
+        for target, n, projects in missed:
+            buildable = "" if target in {str(t) for t in every_target(cfg.archs, cfg.pythons)} else \
+                " [dim](not a target of this factory)[/dim]"
+            table.add_row(target + buildable, str(n), ", ".join(projects[:5]) + (" …" if len(projects) > 5 else ""))
         out.print(table)
     if covered:
         per_python = ", ".join(f"{p}: {sum(1 for _, c in covered.values() if c[p])}" for p in cfg.image_pythons)
@@ -440,19 +451,20 @@ def cmd_users(args: argparse.Namespace, cfg: config.Config) -> int:
 def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
     import uvicorn
 
-    from factory.serve.app import ServeSettings, create_app
+    from factory.serve.app import create_app, settings_for
     from factory.serve.auth import Users
 
     users = Users(args.users) if args.users else None
     if users is None and args.host not in ("127.0.0.1", "::1", "localhost"):
         err.print("[yellow]warning:[/yellow] serving without --users on a non-loopback address: anyone can read")
-    settings = ServeSettings(
-        index_dir=cfg.index_dir, miss_log=args.miss_log or cfg.state_dir / "misses.jsonl",
-        upstream=None if args.no_fallback else cfg.upstream, users=users, http_timeout=cfg.http_timeout,
-        upstream_key=cfg.state_dir / "serve" / "upstream.key",
-    )
-    err.print(f"serving {cfg.index_dir} at http://{args.host}:{args.port}/simple/ "
-              f"({'closed' if args.no_fallback else 'falling back to ' + _masked(cfg.upstream)}; misses to {settings.miss_log})")
+    if args.no_queue:
+        cfg = cfg.replace(queue_misses=False)
+    settings = settings_for(cfg, users, "none" if args.no_fallback else args.fallback, args.miss_log)
+    where = "closed" if settings.upstream is None else \
+        f"falling back per {settings.fallback} to {_masked(cfg.upstream)}"
+    queued = "; each into the queue" if settings.queue is not None else ""
+    err.print(f"serving {cfg.index_dir} at http://{args.host}:{args.port}/simple/ ({where}; misses to "
+              f"{settings.miss_log}{queued})")
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=args.access_log)
     return 0
 
@@ -662,6 +674,10 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8080)
     sv.add_argument("--users", type=Path, help="users file (`factory users add`); without it anyone may read")
     sv.add_argument("--no-fallback", action="store_true", help="a closed index: no upstream for projects it lacks")
+    sv.add_argument("--fallback", choices=["project", "version", "none"],
+                    help="project: the upstream's page of a project the index lacks; version: also the upstream's "
+                         "files of the versions it lacks; none: closed (default: the config's `fallback`)")
+    sv.add_argument("--no-queue", action="store_true", help="log misses only; do not put them in the queue")
     sv.add_argument("--miss-log", type=Path, help="default: state-dir/misses.jsonl (what `factory ingest` reads)")
     sv.add_argument("--access-log", action="store_true", help="log every request")
     sv.set_defaults(func=cmd_serve)

@@ -104,6 +104,10 @@ def _optional_http(value: str) -> str | None:
     return None if not value else _http(value)
 
 
+def _fallback(value: str) -> str | None:
+    return None if value in ("project", "version", "none") else f"must be project, version or none, got {value!r}"
+
+
 def _local_label(value: str) -> str | None:
     return None if re.fullmatch(r"[a-z][a-z0-9]*", value) else f"{value!r} is not a lowercase alphanumeric label"
 
@@ -156,6 +160,10 @@ class Config:
                                     "for the local stack; the CI workload's for sigstore)")
     signing_issuer: str = setting(lambda: "", "OIDC issuer of that identity (default: the local stack's)")
     builder_id: str = setting(lambda: "", "SLSA builder id (default: tag:factory:builder:<hostname>)")
+    fallback: str = setting(lambda: "project", "what `factory serve` gives for what the index lacks: project (the "
+                            "upstream's page of a project it lacks), version (also the upstream's files of the "
+                            "versions it lacks), or none (a closed index)", _fallback)
+    queue_misses: bool = setting(lambda: True, "whether `factory serve` puts each miss in the queue as it happens")
     remediation_label: str = setting(lambda: "factory", "local version label of remediated builds: VERSION+<label>.N",
                                      _local_label)
     recipes_dir: Path = setting(lambda: PROJECT_ROOT / "recipes", "per-package build recipes")
@@ -184,6 +192,11 @@ class Config:
     @property
     def work_dir(self) -> Path:
         return self.state_dir / "work"
+
+    @property
+    def status_dir(self) -> Path:
+        """The status site: static pages beside the index, served at /status/."""
+        return self.index_dir / "status"
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

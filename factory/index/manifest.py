@@ -209,3 +209,26 @@ def coverage(index_dir: Path, pythons: Iterable[str], archs: Iterable[str]) -> d
     return {project: (version, {p: [a for a in archs if any(serves(f, Target(a, p)) for f in files)]
                                 for p in pythons})
             for project, (version, files) in sorted(newest.items())}
+
+
+def missing_targets(index_dir: Path, wanted: Iterable[tuple[str, str, str, int]]) -> list[tuple[str, int, list[str]]]:
+    """(target, misses, [project==version, ...]) of the targets clients missed that the index
+    still has no wheel for, most missed first; ``wanted`` is (project, version, target, misses)."""
+    manifest = Manifest.existing(index_dir)
+    files: dict[tuple[str, str], list[str]] = {}
+    if manifest is not None:
+        with manifest:
+            for project in {p for p, *_ in wanted}:
+                for entry in manifest.files(project):
+                    files.setdefault((project, entry.version), []).append(entry.filename)
+    totals: dict[str, tuple[int, list[str]]] = {}
+    for project, version, target, misses in wanted:
+        try:
+            served = any(serves(f, Target.parse(target)) for f in files.get((project, version), [])
+                         if f.endswith(".whl"))
+        except (ValueError, IndexError):
+            continue
+        if not served:
+            n, projects = totals.get(target, (0, []))
+            totals[target] = (n + misses, [*projects, f"{project}=={version}"])
+    return sorted(((t, n, p) for t, (n, p) in totals.items()), key=lambda x: -x[1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from html import escape, unescape
 from urllib.parse import urljoin
 
@@ -102,8 +102,10 @@ def _version_key(version: str) -> tuple[int, Version | str]:
         return (0, version)
 
 
-def project_html(project: str, entries: Sequence[FileEntry], status: ProjectStatus | None, base_url: str) -> str:
-    """A project page: one link per file, in the order given (ascending file name)."""
+def project_html(project: str, entries: Sequence[FileEntry], status: ProjectStatus | None, base_url: str,
+                 upstream: Collection[str] = ()) -> str:
+    """A project page: one link per file, in the order given (ascending file name). Files named
+    in ``upstream`` are the upstream's, passed through by ``factory serve`` (not rebuilt)."""
     head = []
     if status is not None:
         head.append(f'<meta name="pypi:project-status" content="{escape(status.status)}">')
@@ -122,7 +124,9 @@ def project_html(project: str, entries: Sequence[FileEntry], status: ProjectStat
             attrs.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
         if entry.yanked is not None:
             attrs.append(f'data-yanked="{escape(entry.yanked)}"')
-        if (url := provenance_url(entry, base_url)) is not None:
+        if entry.filename in upstream:  # not ours: the client may install it, and factory learns of it
+            attrs.append('data-factory-upstream="true"')
+        elif (url := provenance_url(entry, base_url)) is not None:
             attrs.append(f'data-provenance="{escape(url)}"')
         else:  # published without a signature (allow-unsigned): the page says so
             attrs.append('data-factory-unsigned="true"')
@@ -130,7 +134,8 @@ def project_html(project: str, entries: Sequence[FileEntry], status: ProjectStat
     return _html(f"Links for {project}", head, links)
 
 
-def project_json(project: str, entries: Sequence[FileEntry], status: ProjectStatus | None, base_url: str) -> str:
+def project_json(project: str, entries: Sequence[FileEntry], status: ProjectStatus | None, base_url: str,
+                 upstream: Collection[str] = ()) -> str:
     """The same page as PEP 691 JSON, with what PEP 700, PEP 740 and PEP 792 add."""
     page: dict = {"meta": {"api-version": API_VERSION}, "name": project}
     if status is not None:  # PEP 792 puts it beside "meta", not in it
@@ -150,9 +155,11 @@ def project_json(project: str, entries: Sequence[FileEntry], status: ProjectStat
             item["size"] = entry.size
         if entry.upload_time:
             item["upload-time"] = entry.upload_time
-        item["provenance"] = provenance_url(entry, base_url)
-        if item["provenance"] is None:
-            item["_factory-unsigned"] = True  # PEP 691 leaves keys with a leading underscore to the index
+        item["provenance"] = None if entry.filename in upstream else provenance_url(entry, base_url)
+        if entry.filename in upstream:
+            item["_factory-upstream"] = True  # PEP 691 leaves keys with a leading underscore to the index
+        elif item["provenance"] is None:
+            item["_factory-unsigned"] = True
         files.append(item)
     versions = sorted({e.version for e in entries if e.version}, key=_version_key)
     return _json({**page, "versions": versions, "files": files})

@@ -43,21 +43,23 @@ def _digest(data: memoryview) -> str:
 
 
 def aggregate(events: list[misses.Miss]) -> list[Demand]:
-    """One demand per (project, version or latest)."""
+    """One demand per (project, version or latest), with the targets clients missed."""
     table: dict[tuple[str, str], list] = {}
-    for ts, _, project, version, client, _ in events:
+    for ts, _, project, version, client, _, target in events:
         key = (project, version or LATEST)
         entry = table.get(key)
         if entry is None:
-            table[key] = [1, {client}, ts, ts]
-        else:
-            entry[0] += 1
-            entry[1].add(client)
-            if ts < entry[2]:
-                entry[2] = ts
-            elif ts > entry[3]:
-                entry[3] = ts
-    return [Demand(p, v, hits, frozenset(clients), first, last) for (p, v), (hits, clients, first, last) in table.items()]
+            entry = table[key] = [0, set(), ts, ts, {}]
+        entry[0] += 1
+        entry[1].add(client)
+        if ts < entry[2]:
+            entry[2] = ts
+        elif ts > entry[3]:
+            entry[3] = ts
+        if target is not None:
+            entry[4][target] = entry[4].get(target, 0) + 1
+    return [Demand(p, v, hits, frozenset(clients), first, last, targets)
+            for (p, v), (hits, clients, first, last, targets) in table.items()]
 
 
 def ingest(ledger: Ledger, source: str, data: bytes, fmt: str | None = None, strict: bool = False) -> Report:

@@ -35,7 +35,7 @@ import re
 import sqlite3
 import time
 import zlib
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,13 @@ CREATE TABLE IF NOT EXISTS request_deps (
     PRIMARY KEY (request_id, project, version)
 );
 CREATE INDEX IF NOT EXISTS request_deps_by_dependency ON request_deps (project, version);
+CREATE TABLE IF NOT EXISTS request_targets (
+    project TEXT NOT NULL,
+    version TEXT NOT NULL,
+    target TEXT NOT NULL,
+    hits BIGINT NOT NULL,
+    PRIMARY KEY (project, version, target)
+);
 CREATE TABLE IF NOT EXISTS ingested (
     head TEXT NOT NULL,
     size BIGINT NOT NULL,
@@ -178,6 +185,7 @@ class Demand:
     clients: frozenset[str]
     first_seen: float
     last_seen: float
+    targets: Mapping[str, int] = dataclasses.field(default_factory=dict)  # target -> misses of it (no-compatible-file)
 
 
 class Conflict(FactoryError):
@@ -394,9 +402,14 @@ class Ledger:
         return [(int(size), digest) for size, digest in rows.fetchall()]
 
     def add(self, demands: Sequence[Demand], ingested: tuple[str, int, str] | None = None,
-            now: float | None = None, seen: Collection[tuple[int, str]] = ()) -> tuple[int, int]:
+            now: float | None = None, seen: Collection[tuple[int, str]] = (), origin: str | None = None,
+            buildable: Collection[str] = ()) -> tuple[int, int]:
         """Record demand, all or nothing: new requests are queued, known ones only gain hits,
         clients and priority, whatever their state. Returns (new requests, updated requests).
+        ``origin`` says why new requests are queued when it is not for misses (a lock file's
+        name, say). A built request whose clients missed one of the ``buildable`` targets (a
+        CPython added to the images since, say) is queued again: its build makes only what is
+        missing.
 
         ``ingested`` (head, size, digest) marks an input as ingested up to ``size``; ``seen`` is
         what :meth:`ingested_prefixes` gave the caller for that head, from which it found the
@@ -415,11 +428,20 @@ class Ledger:
             again = [d for d in demands if (d.project, d.version) in known]
             # New requests: everything is known here, one insert each.
             self._executemany(
-                "INSERT INTO requests (project, version, state, priority, hits, clients, first_seen, last_seen, updated) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO requests (project, version, state, priority, hits, clients, first_seen, last_seen, updated, "
+                "origin) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                 [(d.project, d.version, priority(d.hits, len(d.clients), d.last_seen), d.hits, len(d.clients),
-                  d.first_seen, d.last_seen, now) for d in fresh],
+                  d.first_seen, d.last_seen, now, origin) for d in fresh],
             )
+            self._executemany(
+                "INSERT INTO request_targets (project, version, target, hits) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (project, version, target) DO UPDATE SET hits = request_targets.hits + excluded.hits",
+                [(d.project, d.version, target, n) for d in demands for target, n in d.targets.items()],
+            )
+            retarget = [(d.project, d.version) for d in again if set(d.targets) & set(buildable)]
+            self._executemany(
+                "UPDATE requests SET state = 'queued', attempts = 0, not_before = 0, updated = ? "
+                "WHERE project = ? AND version = ? AND state = 'built'", [(now, p, v) for p, v in retarget])
             self._executemany(
                 "INSERT INTO request_clients (project, version, client) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 [(d.project, d.version, c) for d in demands for c in d.clients],
@@ -675,6 +697,11 @@ class Ledger:
 
     def top_queued(self, limit: int = 10) -> list[Item]:
         return self._items("WHERE state = 'queued' ORDER BY priority DESC, id LIMIT ?", [limit])
+
+    def missed_targets(self) -> list[tuple[str, str, str, int]]:
+        """(project, version, target, misses) of every target a client found no file for."""
+        rows = self._execute("SELECT project, version, target, hits FROM request_targets ORDER BY hits DESC, project")
+        return [(p, v, t, int(n)) for p, v, t, n in rows.fetchall()]
 
     def waiting(self, limit: int = 10) -> list[Item]:
         return self._items("WHERE state = 'waiting' ORDER BY priority DESC, id LIMIT ?", [limit])

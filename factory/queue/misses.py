@@ -37,9 +37,12 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 FORMATS = ("jsonl", "combined")
-KINDS = ("project", "file", "metadata")
+#: project: a project page; file, metadata: a distribution file or its sidecar; no-compatible-file:
+#: a client whose Python or platform no file of the project serves (its target says which).
+KINDS = ("project", "file", "metadata", "no-compatible-file")
 IGNORED_PROJECTS = {"pip"}
 _NAME = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE)
+_TARGET = re.compile(r"cp3\d+t?-(x86_64|aarch64|[a-z0-9_]+)")
 #: The longest project name accepted: an sdist's file name holding it and a version must fit in 255 bytes.
 MAX_NAME = 200
 # No field may hold a newline, so the same pattern also runs over a whole buffer (re.M).
@@ -57,11 +60,12 @@ class Miss(NamedTuple):
     """One request the index could not serve (a tuple: logs hold millions of them)."""
 
     ts: float  # seconds since the epoch
-    kind: str  # project, file or metadata
+    kind: str  # one of KINDS
     project: NormalizedName
     version: str | None  # None for a project miss: "the newest release"
     client: str
     filename: str | None = None
+    target: str | None = None  # a no-compatible-file miss: the target it needed, e.g. cp312-x86_64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,11 +244,19 @@ def _json_miss(data: object) -> Miss | None:
     filename = data.get("filename") or None
     version = data.get("version") or None
     project = data.get("project")
-    if kind == "project":
+    if data.get("queued") is True:  # `factory serve` put it in the ledger as it happened
+        return None
+    target = None
+    if kind in ("project", "no-compatible-file"):
         if not isinstance(project, str) or not valid_name(project):
             raise InvalidName(f"`project` must be a project name (PEP 508, at most {MAX_NAME} characters), "
                               f"got {str(project)[:60]!r}")
-        version = None
+        if kind == "project":
+            version = None
+        else:
+            target = data.get("target")
+            if not isinstance(target, str) or not _TARGET.fullmatch(target):
+                raise ValueError(f"`target` must name a CPython and an architecture (cp312-x86_64), got {target!r}")
     else:
         if not isinstance(filename, str) or (found := _from_filename(filename)) is None:
             raise ValueError(f"`filename` must be a distribution file name, got {filename!r}")
@@ -258,7 +270,7 @@ def _json_miss(data: object) -> Miss | None:
     if name in IGNORED_PROJECTS:
         return None
     client = str(data.get("client") or data.get("user_agent") or "")
-    return Miss(ts, kind, name, version, client, filename)
+    return Miss(ts, kind, name, version, client, filename, target)
 
 
 def parse_jsonl(lines: Iterable[bytes], first_line_number: int = 1) -> Iterator[Miss | BadLine]:

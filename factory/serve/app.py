@@ -2,10 +2,13 @@
 
 - ``/simple/`` and ``/simple/<project>/``: the pages, by content negotiation (PEP 691:
   ``application/vnd.pypi.simple.v1+json`` or HTML), with ``Vary: Accept``, ETag and
-  Last-Modified. A project the index has is served only from the index, never mixed with the
-  upstream, so a public name can never shadow ours. A project it lacks is fetched from the
-  upstream (unless the index is closed) with its links rewritten to ``/upstream/...``; either way
-  the miss is logged.
+  Last-Modified. A project the index lacks is fetched from the upstream (unless the index is
+  closed) with its links rewritten to ``/upstream/...``. A project the index has is served from
+  the index only (``fallback = "project"``), or, per version (``fallback = "version"``), with the
+  upstream's files of the versions it lacks beside its own, marked as the upstream's. Either way
+  each miss is logged, and put in the ledger as it happens (``sink.py``). A pip or uv client for
+  whose Python and platform the newest release has no file is a ``no-compatible-file`` miss,
+  with the target it needed.
   Provenance links that the pages hold relative to themselves are made absolute against the
   request's URL (PEP 740 wants fully qualified URLs).
 - ``/files/...``: the index's files and their sidecars; no directory listing, and no path can
@@ -21,16 +24,19 @@ import contextlib
 import dataclasses
 import email.utils
 import hashlib
+import json
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import anyio
 import httpx
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
@@ -39,12 +45,18 @@ from starlette.responses import FileResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from factory.index.pages import HTML_TYPE, JSON_TYPE, absolute_provenance
+from factory.config import Config
+from factory.index.manifest import Manifest
+from factory.index.pages import HTML_TYPE, JSON_TYPE, absolute_provenance, project_html, project_json
 from factory.plumbing.net import USER_AGENT
-from factory.queue.misses import classify_path, valid_name
+from factory.queue.misses import Miss, classify_path, valid_name
 from factory.serve.auth import MAX_HASHING, Credentials, Throttle, Users, credentials
+from factory.serve.clients import has_compatible
+from factory.serve.clients import parse as parse_client
 from factory.serve.misslog import MissLog
+from factory.serve.sink import LedgerSink
 from factory.serve.upstream import KEY_BYTES, Upstream, UpstreamRefused, load_or_create_key, render
+from factory.targets import every_target
 
 #: The longest path component looked up in the index (the file system's limit).
 MAX_PART = 255
@@ -59,6 +71,10 @@ FILE_TYPES = {
 }
 
 
+#: How a project the index has falls back on the upstream.
+FALLBACK_MODES = ("project", "version")
+
+
 @dataclasses.dataclass(frozen=True)
 class ServeSettings:
     """What the server needs, resolved once."""
@@ -69,6 +85,23 @@ class ServeSettings:
     users: Users | None  # None: no authentication
     http_timeout: float = 60.0
     upstream_key: Path | None = None  # signs fallback links; None: a key for this process only
+    fallback: str = "project"  # or "version": the upstream's files of the versions the index lacks too
+    queue: Config | None = None  # the ledger misses go into as they happen; None: the miss log only
+    buildable: tuple[str, ...] = ()  # the targets factory builds for (cp311-x86_64, ...)
+    status_dir: Path | None = None  # the status site, served at /status/
+
+
+def settings_for(config: Config, users: Users | None, fallback: str | None = None,
+                 miss_log: Path | None = None) -> ServeSettings:
+    """The server's settings from factory's config (``fallback`` overrides its ``fallback``)."""
+    mode = fallback or config.fallback
+    return ServeSettings(
+        index_dir=config.index_dir, miss_log=miss_log or config.state_dir / "misses.jsonl",
+        upstream=None if mode == "none" else config.upstream, users=users, http_timeout=config.http_timeout,
+        upstream_key=config.state_dir / "serve" / "upstream.key", fallback="project" if mode == "none" else mode,
+        queue=config if config.queue_misses else None,
+        buildable=tuple(str(t) for t in every_target(config.archs, config.pythons)), status_dir=config.status_dir,
+    )
 
 
 def wants_json(request: Request) -> bool:
@@ -137,15 +170,33 @@ def create_app(settings: ServeSettings) -> Starlette:
     simple_dir = (settings.index_dir / "simple").resolve()
     files_dir = (settings.index_dir / "files").resolve()
     log = MissLog(settings.miss_log)
+    sink = LedgerSink(settings.queue, settings.buildable, settings.miss_log.with_name("misses-unqueued.jsonl")) \
+        if settings.queue is not None else None
+    pages_seen = _PageFiles()
+    upstream_pages = _Recent(seconds=60.0)  # per-version fallback asks the upstream at most once a minute
     # Redirects are followed by Upstream.get, only where they stay on the upstream's hosts.
     client = httpx.AsyncClient(timeout=settings.http_timeout, follow_redirects=False, headers={"user-agent": USER_AGENT})
     key = load_or_create_key(settings.upstream_key) if settings.upstream_key else secrets.token_bytes(KEY_BYTES)
     upstream = Upstream(settings.upstream, client, key) if settings.upstream else None
 
     def miss(request: Request, kind: str, project: str, status: int, filename: str | None = None,
-             version: str | None = None) -> None:
-        log.write(kind, project, status, request.headers.get("user-agent", ""),
-                  request.client.host if request.client else "", filename, version)
+             version: str | None = None, target: str | None = None, tag: str | None = None) -> None:
+        user_agent = request.headers.get("user-agent", "")
+        client = request.client.host if request.client else ""
+        log.write(kind, project, status, user_agent, client, filename, version, target, tag, queued=sink is not None)
+        if sink is not None:
+            sink.put(Miss(time.time(), kind, canonicalize_name(project), version, client or user_agent, filename, target))
+
+    def check_compatible(request: Request, name: str, directory: Path) -> None:
+        """A pip or uv client for whose Python and platform the newest release has no wheel:
+        a miss, with the target it needed."""
+        client = parse_client(request.headers.get("user-agent", ""))
+        if client is None:
+            return
+        newest = pages_seen.newest(directory / "index.json")
+        if newest is not None and not has_compatible(client, newest[1], newest[2]):
+            miss(request, "no-compatible-file", name, 200, version=newest[0], target=client.target,
+                 tag=client.best_tag)
 
     def page(request: Request, directory: Path) -> Response:
         as_json = wants_json(request)
@@ -165,6 +216,9 @@ def create_app(settings: ServeSettings) -> Starlette:
             return RedirectResponse(f"/simple/{name}/", status_code=301)
         directory = simple_dir / name
         if (directory / "index.html").is_file():
+            check_compatible(request, name, directory)
+            if upstream is not None and settings.fallback == "version":
+                return await with_upstream_versions(request, name, directory)
             return page(request, directory)
         if upstream is None:
             miss(request, "project", name, 404)
@@ -175,6 +229,23 @@ def create_app(settings: ServeSettings) -> Starlette:
             return PlainTextResponse(f"{name}: the upstream answered {status}", status_code=404 if status == 404 else 502)
         as_json = wants_json(request)
         return Response(render(name, entries, as_json), media_type=JSON_TYPE if as_json else "text/html; charset=utf-8",
+                        headers={"Vary": "Accept", "Cache-Control": "max-age=60"})
+
+    async def with_upstream_versions(request: Request, name: str, directory: Path) -> Response:
+        """The project's own files, and the upstream's of the versions the index lacks."""
+        assert upstream is not None
+        status, theirs = await upstream_pages.get(name, lambda: upstream.project(name))
+        ours_page = json.loads((directory / "index.json").read_text())
+        with Manifest.of(settings.index_dir) as manifest:
+            ours, project_status = manifest.files(name), manifest.status(name)
+        have = {_normal(v) for v in ours_page.get("versions", [])}
+        extra = [e for e in theirs if _normal(e.version) not in have] if status == 200 else []
+        entries = sorted([*ours, *extra], key=lambda e: e.filename)
+        as_json = wants_json(request)
+        render_page = project_json if as_json else project_html
+        text = render_page(name, entries, project_status, "", upstream={e.filename for e in extra})
+        return Response(absolute_provenance(text, as_json, str(request.url.replace(query="", fragment=""))),
+                        media_type=JSON_TYPE if as_json else "text/html; charset=utf-8",
                         headers={"Vary": "Accept", "Cache-Control": "max-age=60"})
 
     async def files(request: Request) -> Response:
@@ -223,6 +294,8 @@ def create_app(settings: ServeSettings) -> Starlette:
             yield
         finally:
             await client.aclose()
+            if sink is not None:
+                sink.close()
             log.close()
 
     routes = [
@@ -298,6 +371,69 @@ class RequireAuth:
                 self._clients.pop(client, None)
             if len(self._clients) > self.throttle.clients:  # clients the throttle forgot: their locks too
                 self._clients = {c: k for c, k in self._clients.items() if k.locked() or self.throttle.tracks(c)}
+
+
+def _normal(version: str) -> str:
+    try:
+        return str(Version(version))
+    except InvalidVersion:
+        return version
+
+
+class _PageFiles:
+    """The newest release of each project page, read once per version of the page."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, tuple[int, tuple[str, list[str], dict[str, str | None]] | None]] = {}
+
+    def newest(self, path: Path) -> tuple[str, list[str], dict[str, str | None]] | None:
+        """(version, file names, file name -> requires-python) of the newest release on a page."""
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return None
+        known = self._seen.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        found = None
+        try:
+            data = json.loads(path.read_text())
+            versions = sorted((Version(v) for v in data.get("versions", []) if v), reverse=True)
+            if versions:
+                files = [f for f in data["files"] if _file_version(f["filename"]) == versions[0] and not f.get("yanked")]
+                found = (str(versions[0]), [f["filename"] for f in files],
+                         {f["filename"]: f.get("requires-python") for f in files})
+        except (OSError, ValueError, KeyError, InvalidVersion):
+            found = None
+        self._seen[path] = (stamp, found)
+        return found
+
+
+def _file_version(filename: str) -> Version | None:
+    found = classify_path(filename)
+    try:
+        return Version(found[2]) if found and found[2] else None
+    except InvalidVersion:
+        return None
+
+
+class _Recent:
+    """Answers kept for a while (the upstream's project pages, for the per-version fallback)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._kept: dict[str, tuple[float, Any]] = {}
+
+    async def get(self, key: str, fetch: Callable[[], Awaitable[Any]]) -> Any:
+        now = time.monotonic()
+        kept = self._kept.get(key)
+        if kept is not None and now - kept[0] < self.seconds:
+            return kept[1]
+        value = await fetch()
+        self._kept[key] = (now, value)
+        if len(self._kept) > 10_000:
+            self._kept = {k: v for k, v in self._kept.items() if now - v[0] < self.seconds}
+        return value
 
 
 def _closer(response: httpx.Response) -> BackgroundTask:

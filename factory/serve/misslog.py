@@ -1,5 +1,6 @@
 """The miss log: one JSON object per request the index could not serve from its own files,
-in the format ``factory ingest`` reads (see factory/misses.py)."""
+in the format ``factory ingest`` reads (see factory/queue/misses.py). A miss the server put in
+the ledger itself is marked ``queued``: an ingest of this log does not count it twice."""
 
 from __future__ import annotations
 
@@ -8,37 +9,8 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
 
-
-def client_facts(user_agent: str) -> dict[str, Any]:
-    """What pip's and uv's User-Agent says: ``name/version {json}`` with the installer, the
-    Python implementation, the libc and the CPU."""
-    name, _, rest = user_agent.partition(" ")
-    facts: dict[str, Any] = {}
-    try:
-        data = json.loads(rest) if rest.startswith("{") else {}
-    except ValueError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    installer = data.get("installer") if isinstance(data.get("installer"), dict) else None
-    if installer:
-        facts["installer"] = f"{installer.get('name')} {installer.get('version')}"
-    elif "/" in name:
-        facts["installer"] = name.replace("/", " ", 1)
-    implementation = data.get("implementation")
-    if isinstance(implementation, dict):
-        facts["python"] = f"{implementation.get('name')} {implementation.get('version')}"
-    elif isinstance(data.get("python"), str):
-        facts["python"] = data["python"]
-    distro = data.get("distro") if isinstance(data.get("distro"), dict) else {}
-    libc = distro.get("libc") if isinstance(distro.get("libc"), dict) else None
-    if libc:
-        facts["libc"] = f"{libc.get('lib')} {libc.get('version')}"
-    if isinstance(data.get("cpu"), str):
-        facts["cpu"] = data["cpu"]
-    return facts
+from factory.serve.clients import client_facts
 
 
 class MissLog:
@@ -51,10 +23,15 @@ class MissLog:
         self._lock = threading.Lock()
 
     def write(self, kind: str, project: str, status: int, user_agent: str, client: str,
-              filename: str | None = None, version: str | None = None) -> None:
+              filename: str | None = None, version: str | None = None, target: str | None = None,
+              tag: str | None = None, queued: bool = False) -> None:
         record = {"ts": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                   "kind": kind, "project": project, "filename": filename, "version": version, "status": status,
                   "user_agent": user_agent, "client": client, **client_facts(user_agent)}
+        if target is not None:
+            record.update(target=target, tag=tag)
+        if queued:
+            record["queued"] = True
         line = (json.dumps(record, sort_keys=True) + "\n").encode()
         with self._lock:
             os.write(self._fd, line)

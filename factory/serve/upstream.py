@@ -171,4 +171,5 @@ class Upstream:
 def render(project: str, entries: list[FileEntry], as_json: bool) -> str:
     """An upstream project's page in our form; its links (``../../upstream/...``, relative to
     ``/simple/<project>/``) lead back to this server."""
-    return (pages.project_json if as_json else pages.project_html)(project, entries, None, "")
+    return (pages.project_json if as_json else pages.project_html)(project, entries, None, "",
+                                                                   upstream={e.filename for e in entries})
