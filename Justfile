@@ -9,7 +9,7 @@ build +specs: setup sigstore
     {{venv}}/bin/factory build "$@"
 
 # Run the test suite (real podman builds included); arguments go to pytest.
-test *args: setup postgres
+test *args: setup postgres browser
     {{venv}}/bin/python -m pytest "$@"
 
 # Install what is missing: host packages, the venv with factory, the builder images.
@@ -42,6 +42,10 @@ host:
 # A PostgreSQL server on 127.0.0.1 for the shared-queue tests (apt; idempotent).
 postgres:
     tests/postgres-setup
+
+# Headless Chromium and tesseract for the status site's browser test (apt; idempotent).
+browser:
+    tests/browser-setup
 
 # The venv, reinstalled only when pyproject.toml changes.
 venv:

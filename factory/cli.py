@@ -101,6 +101,7 @@ def cmd_build(args: argparse.Namespace, cfg: config.Config) -> int:
             continue
         node = bootstrap.build(request, cfg, say)
         done.append(node.record)
+        _update_site(cfg, [n.request.project for n in node.walk()])
         if not args.json:
             if node.dependencies:
                 out.print(_tree(node))
@@ -246,6 +247,7 @@ def cmd_worker(args: argparse.Namespace, cfg: config.Config) -> int:
     task = progress.add_task("building", total=1 if args.once else max(waiting, 1))
 
     def report(done: Finished) -> None:
+        _update_site(cfg, [done.item.project])
         record = done.record
         state = done.state or "released"
         built = f" -> {record.version}" if done.item.version == LATEST and record and record.version else ""
@@ -255,13 +257,35 @@ def cmd_worker(args: argparse.Namespace, cfg: config.Config) -> int:
 
     worker = Worker(cfg, args.config, jobs=args.jobs, on_finish=report, verbose=args.verbose)
     with progress:
-        finished = worker.run(once=args.once, forever=args.forever)
+        finished = worker.run(once=args.once, forever=args.forever, poll=args.poll)
     counts: dict[str, int] = {}
     for f in finished:
         counts[str(f.state or "released")] = counts.get(str(f.state or "released"), 0) + 1
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "nothing to do"
     err.print(f"worker {worker.id}: {summary}")
     return 0
+
+
+def cmd_farm(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.farm import Farm
+
+    _local_stack(cfg, args.config)  # one stack for every worker, started (and checked) before them
+    serve = ["--host", args.host, "--port", str(args.port)]
+    serve += ["--users", str(args.users)] if args.users else []
+    serve += ["--fallback", args.fallback] if args.fallback else []
+    err.print(f"farm: serving {cfg.index_dir} at http://{args.host}:{args.port}/simple/ with {args.workers} "
+              f"worker{'s' if args.workers != 1 else ''}; misses become builds")
+    return Farm(cfg, args.config, args.workers, serve, args.poll, _say).run()
+
+
+def _update_site(cfg: config.Config, projects: list[str]) -> None:
+    """The status site, after builds: the front page and these projects' pages."""
+    from factory.status import site
+
+    try:
+        site.update(cfg, projects)
+    except OSError as exc:  # the site is a view: a build that is done stays done
+        err.print(f"[yellow]warning:[/yellow] the status site was not updated: {exc}")
 
 
 def _when(ts: float | None) -> str:
@@ -281,6 +305,12 @@ def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
         waiting = [(i, ledger.dependencies(i.id)) for i in ledger.waiting(args.top)]
         missed = missing_targets(cfg.index_dir, ledger.missed_targets())[: args.top]
     covered = coverage(cfg.index_dir, cfg.image_pythons, cfg.archs)
+    if args.html:
+        from factory.status import site
+
+        n = site.rebuild(cfg)
+        out.print(f"wrote the status site for {n} projects: {cfg.status_dir / 'index.html'}")
+        return 0
     if args.json:
         item = lambda i: {**dataclasses.asdict(i), "state": str(i.state), "spec": i.spec}  # noqa: E731
         print(json.dumps({"counts": {str(s): n for s, n in counts.items()}, "top_queued": [item(i) for i in top],
@@ -636,12 +666,24 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--once", action="store_true", help="build one item, then stop")
     mode.add_argument("--forever", action="store_true", help="wait for more work instead of stopping")
     w.add_argument("-v", "--verbose", action="store_true", help="show each build's progress")
+    w.add_argument("--poll", type=float, default=5.0, metavar="SECONDS",
+                   help="with --forever: how often to look for work when there is none (default 5)")
     w.set_defaults(func=cmd_worker)
+
+    fm = sub.add_parser("farm", help="serve the index and build what it misses: the server and N workers, supervised")
+    fm.add_argument("-w", "--workers", type=_positive, default=1, help="worker processes (default 1)")
+    fm.add_argument("--host", default="127.0.0.1")
+    fm.add_argument("--port", type=int, default=8080)
+    fm.add_argument("--users", type=Path, help="users file for the server (`factory users add`)")
+    fm.add_argument("--fallback", choices=["project", "version", "none"], help="the server's fallback (see serve)")
+    fm.add_argument("--poll", type=float, default=1.0, metavar="SECONDS", help="how often idle workers look (default 1)")
+    fm.set_defaults(func=cmd_farm)
 
     s = sub.add_parser("status", help="the queue: counts by state, most wanted, recent failures")
     s.add_argument("--json", action="store_true")
     s.add_argument("--top", type=_positive, default=10, metavar="N")
     s.add_argument("--projects", action="store_true", help="list the CPythons each project in the index serves")
+    s.add_argument("--html", action="store_true", help="write the whole status site (index/status/) again")
     s.set_defaults(func=cmd_status)
 
     r = sub.add_parser("requeue", help="queue failed requests again (e.g. after adding a recipe)")

@@ -222,9 +222,7 @@ class BuildRecord:
             wheels=tuple(WheelInfo(**w) for w in data.get("wheels", [])),
             published=tuple(data.get("published", [])),
             signatures=tuple(SignatureInfo(**s) for s in data.get("signatures", [])),
-            requirements=Requirements(tuple(data["requirements"]["requested"]), tuple(data["requirements"]["pins"]),
-                                      dict(data["requirements"]["cutoffs"]), data["requirements"].get("floor"))
-            if data.get("requirements") else None,
+            requirements=_requirements(data["requirements"]) if data.get("requirements") else None,
             inputs=tuple(BuildInput.from_dict(i) for i in data.get("inputs", [])),
             system_packages=tuple(SystemPackage(**s) for s in data.get("system_packages", [])),
             inference_rounds=data.get("inference_rounds", 0),
@@ -237,6 +235,12 @@ class BuildRecord:
     @classmethod
     def from_json(cls, text: str) -> BuildRecord:
         return cls.from_dict(json.loads(text))
+
+
+def _requirements(data: dict[str, Any]) -> Requirements:
+    # Records are kept: one written before the resolution was per CPython has a single cutoff.
+    cutoffs = data["cutoffs"] if "cutoffs" in data else {"*": data.get("cutoff")}
+    return Requirements(tuple(data["requested"]), tuple(data["pins"]), dict(cutoffs), data.get("floor"))
 
 
 def record_path(records_dir: Path, project: str, build_id: str) -> Path:

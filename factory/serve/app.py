@@ -285,6 +285,27 @@ def create_app(settings: ServeSettings) -> Starlette:
         return StreamingResponse(response.aiter_raw(), media_type=response.headers.get("content-type"),
                                  headers=headers, background=_closer(response))
 
+    async def status(request: Request) -> Response:
+        """The status site, under the same auth as the index."""
+        if settings.status_dir is None:
+            return PlainTextResponse("no status site", status_code=404)
+        parts = _safe_parts(request.path_params.get("path", ""))
+        if parts is None:
+            return PlainTextResponse("bad path", status_code=400)
+        root = settings.status_dir.resolve()
+        path = root.joinpath(*parts)
+        if path.is_dir():
+            path = path / "index.html"
+        try:
+            here = path.is_file() and path.resolve().is_relative_to(root)
+        except OSError:
+            here = False
+        if not here:
+            return PlainTextResponse("not found", status_code=404)
+        kind = {".html": "text/html; charset=utf-8", ".json": "application/json",
+                ".log": "text/plain; charset=utf-8"}.get(path.suffix, "application/octet-stream")
+        return _static(request, path, kind)
+
     async def not_found(request: Request) -> Response:
         return PlainTextResponse("not found", status_code=404)
 
@@ -304,6 +325,9 @@ def create_app(settings: ServeSettings) -> Starlette:
         Route("/simple/{project}", lambda r: RedirectResponse(f"/simple/{r.path_params['project']}/", 301)
               if valid_name(r.path_params["project"]) else PlainTextResponse("not found", status_code=404)),
         Route("/files/{path:path}", files),
+        Route("/status/", status),
+        Route("/status/{path:path}", status),
+        Route("/status", lambda r: RedirectResponse("/status/", 301)),
         Route("/upstream/{project}/{signature}/{encoded}/{filename}", upstream_file),
         Route("/{path:path}", not_found),
     ]
