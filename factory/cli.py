@@ -13,6 +13,7 @@ import re
 import secrets
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from factory.queue.misses import FORMATS
 from factory.targets import ARCHITECTURES, every_target
 
 if TYPE_CHECKING:
-    from factory.verify import IndexView, Input, SignatureCheck
+    from factory.verify import Index, Input, SignatureCheck
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -505,10 +506,18 @@ def cmd_verify(args: argparse.Namespace, cfg: config.Config) -> int:
 
     if not args.paths and not args.env:
         raise FactoryError("say what to verify: WHEEL..., a directory of wheels, or --env PATH")
-    view = verify.IndexView(cfg.index_dir)
     check = verify.SignatureCheck(SigningSettings.from_config(cfg))
-    if args.deep:
-        return _verify_deep(args, view, check)
+    with tempfile.TemporaryDirectory(prefix="factory-verify-") as scratch:
+        view = (verify.RemoteIndex(args.index, cfg.http_timeout, Path(scratch)) if args.index
+                else verify.IndexView(cfg.index_dir))
+        if args.deep:
+            return _verify_deep(args, view, check)
+        return _verify(args, view, check)
+
+
+def _verify(args: argparse.Namespace, view: Index, check: SignatureCheck) -> int:
+    from factory import verify
+
     findings = []
     for path in args.paths:
         if not path.exists():
@@ -535,7 +544,7 @@ def cmd_verify(args: argparse.Namespace, cfg: config.Config) -> int:
     return 1 if any(f.failed for f in report.findings) else 0
 
 
-def _verify_deep(args: argparse.Namespace, view: IndexView, check: SignatureCheck) -> int:
+def _verify_deep(args: argparse.Namespace, view: Index, check: SignatureCheck) -> int:
     """Every wheel's build inputs, all the way down: rebuilt and signed by us, or the first that was not."""
     from factory import verify
 
@@ -738,6 +747,9 @@ def parser() -> argparse.ArgumentParser:
     vf.add_argument("--require-all", action="store_true", help="exit 1 unless every one is ours and verified")
     vf.add_argument("--deep", action="store_true",
                     help="walk each wheel's build inputs through the provenance: were they all rebuilt and signed by us?")
+    vf.add_argument("--index", metavar="URL",
+                    help="check against an index served over HTTP (factory serve, or a repository manager in front of "
+                         "it: https://user:token@host/simple/, or credentials in ~/.netrc) instead of index-dir")
     vf.set_defaults(func=cmd_verify)
 
     sg = sub.add_parser("sigstore-stack", help="run factory's local Sigstore stack (OIDC issuer, CA, Rekor log)")

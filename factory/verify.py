@@ -19,13 +19,17 @@ import dataclasses
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
+import httpx
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from factory import installed as installed_files
 from factory.failures import BuildFailure, ConfigError, FactoryError
 from factory.index.manifest import FileEntry, Manifest
+from factory.index.pages import JSON_TYPE
 from factory.pipeline.sign import SigningSettings, load_trust
 from factory.plumbing.files import sha256_file
 
@@ -112,6 +116,10 @@ class SignatureCheck:
             return "failed", f"cannot read the bundle: {exc.strerror}", None
         return self._statement(data, filename, sha256)
 
+    def statement_of(self, data: bytes, filename: str, sha256: str) -> tuple[str, str, dict | None]:
+        """Like :meth:`statement`, for a bundle's bytes."""
+        return self._statement(data, filename, sha256)
+
     def _statement(self, data: bytes, filename: str, sha256: str) -> tuple[str, str, dict | None]:
         from sigstore.models import Bundle
         from sigstore.verify import Verifier
@@ -130,6 +138,22 @@ class SignatureCheck:
         return "verified", "", statement
 
 
+class Index(Protocol):
+    """What verification asks of an index: a local one, or one served over HTTP."""
+
+    def find(self, sha256: str, project: str) -> FileEntry | None:
+        """The file with these bytes, if the index published it (``project``: where to look)."""
+
+    def wheels_of(self, project: str, version: str) -> list[FileEntry]:
+        """The wheels of a release."""
+
+    def wheel(self, entry: FileEntry) -> Path:
+        """The file itself, on disk."""
+
+    def bundle(self, entry: FileEntry) -> bytes | None:
+        """The file's Sigstore bundle, or None when the index has none."""
+
+
 class IndexView:
     """The index's manifest and files, for lookups."""
 
@@ -143,11 +167,114 @@ class IndexView:
     def by_sha256(self, sha256: str) -> FileEntry | None:
         return self.manifest.by_sha256(sha256)
 
+    def find(self, sha256: str, project: str) -> FileEntry | None:
+        return self.manifest.by_sha256(sha256)
+
     def wheels_of(self, project: str, version: str) -> list[FileEntry]:
         return [e for e in self.manifest.files(project) if e.filename.endswith(".whl") and _same_version(e.version, version)]
 
     def path(self, entry: FileEntry) -> Path:
         return self.index_dir / entry.path
+
+    def wheel(self, entry: FileEntry) -> Path:
+        return self.index_dir / entry.path
+
+    def bundle(self, entry: FileEntry) -> bytes | None:
+        try:
+            return self.path(entry).with_name(entry.filename + ".sigstore.json").read_bytes()
+        except OSError:
+            return None
+
+
+class RemoteIndex:
+    """An index served over HTTP (``factory serve``, or a repository manager in front of it),
+    read as a client reads it: its PEP 691 JSON pages, the files they link, and for each file
+    its Sigstore bundle beside it or, failing that, the attestation in its PEP 740 provenance.
+    Credentials come from the URL (``https://user:token@host/simple/``) or ``~/.netrc``."""
+
+    def __init__(self, url: str, timeout: float, scratch: Path) -> None:
+        from factory.plumbing import net
+
+        parts = urlsplit(url)
+        auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+        netloc = parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else parts.netloc
+        self.url = urlunsplit(parts._replace(netloc=netloc)).rstrip("/") + "/"
+        self.client = net.client(timeout)
+        if auth is not None:
+            self.client.auth = auth
+        self.scratch = scratch
+        self._pages: dict[str, list[FileEntry]] = {}
+
+    def _get(self, url: str, accept: str | None = None) -> httpx.Response:
+        try:
+            response = self.client.get(url, headers={"accept": accept} if accept else {})
+        except httpx.HTTPError as exc:
+            raise FactoryError(f"{url}: cannot reach the index: {exc}") from None
+        if response.status_code in (401, 403):
+            raise FactoryError(f"{url}: the index refused the credentials ({response.status_code}): give them in the "
+                               "URL (https://user:token@host/simple/) or in ~/.netrc")
+        return response
+
+    def _files(self, project: str) -> list[FileEntry]:
+        if project not in self._pages:
+            page_url = urljoin(self.url, f"{project}/")
+            response = self._get(page_url, JSON_TYPE)
+            files = []
+            if response.status_code == 200:
+                for f in response.json().get("files", []):
+                    url = urljoin(str(response.url), f["url"])
+                    provenance = f.get("provenance")
+                    files.append(FileEntry(
+                        filename=f["filename"], project=project, version=_file_version(f["filename"]),
+                        sha256=f.get("hashes", {}).get("sha256", ""), size=f.get("size"),
+                        requires_python=f.get("requires-python"), metadata_sha256=None,
+                        upload_time=f.get("upload-time") or "", yanked=None, path=url.split("#", 1)[0],
+                        provenance=urljoin(str(response.url), provenance) if provenance else None))
+            self._pages[project] = files
+        return self._pages[project]
+
+    def find(self, sha256: str, project: str) -> FileEntry | None:
+        return next((e for e in self._files(canonicalize_name(project)) if e.sha256 == sha256), None)
+
+    def wheels_of(self, project: str, version: str) -> list[FileEntry]:
+        return [e for e in self._files(canonicalize_name(project))
+                if e.filename.endswith(".whl") and _same_version(e.version, version)]
+
+    def wheel(self, entry: FileEntry) -> Path:
+        path = self.scratch / entry.sha256 / entry.filename
+        if not path.is_file():
+            response = self._get(entry.path)
+            if response.status_code != 200:
+                raise FactoryError(f"{entry.path}: the index answered {response.status_code} for a file it lists")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(response.content)
+        return path
+
+    def bundle(self, entry: FileEntry) -> bytes | None:
+        beside = self._get(entry.path + ".sigstore.json")
+        if beside.status_code == 200:
+            return beside.content
+        if entry.provenance is None:
+            return None
+        provenance = self._get(entry.provenance)
+        if provenance.status_code != 200:
+            return None
+        from pypi_attestations import Attestation
+
+        try:
+            attestation = provenance.json()["attestation_bundles"][0]["attestations"][0]
+            return Attestation.model_validate(attestation).to_bundle().to_json().encode()
+        except (ValueError, KeyError, IndexError, TypeError):
+            return b"{}"  # an attestation that is no bundle: it fails to verify, and says so
+
+
+def _file_version(filename: str) -> str:
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[1])
+        return str(parse_sdist_filename(filename)[1])
+    except ValueError:
+        return ""
 
 
 def _remediated(version: str, detail: str) -> str:
@@ -160,11 +287,12 @@ def _remediated(version: str, detail: str) -> str:
     return "; ".join(x for x in (note, detail) if x)
 
 
-def _signature(view: IndexView, check: SignatureCheck, entry: FileEntry) -> tuple[str, str]:
-    bundle = view.path(entry).with_name(entry.filename + ".sigstore.json")
-    if not bundle.is_file():
+def _signature(view: Index, check: SignatureCheck, entry: FileEntry) -> tuple[str, str]:
+    bundle = view.bundle(entry)
+    if bundle is None:
         return _missing(entry)
-    return check.check(bundle, entry.filename, entry.sha256)
+    verdict, why, _ = check.statement_of(bundle, entry.filename, entry.sha256)
+    return verdict, why
 
 
 def _missing(entry: FileEntry) -> tuple[str, str]:
@@ -175,13 +303,13 @@ def _missing(entry: FileEntry) -> tuple[str, str]:
     return "unsigned", "published without a signature"
 
 
-def verify_wheels(paths: Iterable[Path], view: IndexView, check: SignatureCheck) -> Iterator[Finding]:
+def verify_wheels(paths: Iterable[Path], view: Index, check: SignatureCheck) -> Iterator[Finding]:
     for path in paths:
         try:
             name, version, _, _ = parse_wheel_filename(path.name)
         except ValueError:
             continue
-        entry = view.by_sha256(sha256_file(path))
+        entry = view.find(sha256_file(path), name)
         if entry is None:
             yield Finding(name, str(version), str(path), False, None, "-", "not a wheel the index published")
             continue
@@ -219,7 +347,7 @@ def site_packages(env: Path) -> list[Path]:
     raise FactoryError(f"{env}: neither a virtualenv nor a site-packages directory")
 
 
-def verify_environment(env: Path, view: IndexView, check: SignatureCheck) -> Iterator[Finding]:
+def verify_environment(env: Path, view: Index, check: SignatureCheck) -> Iterator[Finding]:
     compiled = installed_files.Compiled(env)
     for directory in site_packages(env):
         dists = installed_files.distributions(directory)
@@ -227,7 +355,7 @@ def verify_environment(env: Path, view: IndexView, check: SignatureCheck) -> Ite
         for dist in dists:
             name, version = canonicalize_name(dist.name), dist.version
             candidates = view.wheels_of(name, version)
-            match = next((e for e in candidates if _installed_from(dist.record, view.path(e), e.sha256)), None)
+            match = next((e for e in candidates if _installed_from(dist.record, view.wheel(e), e.sha256)), None)
             if match is None:
                 why = ("its files differ from every wheel of it in the index" if candidates
                        else "the index has no wheel of this name and version")
@@ -281,18 +409,18 @@ class Input:
                 "detail": self.detail, "trusted": self.trusted, "inputs": [i.to_dict() for i in self.inputs]}
 
 
-def verify_deep(path: Path, view: IndexView, check: SignatureCheck) -> Input:
+def verify_deep(path: Path, view: Index, check: SignatureCheck) -> Input:
     """Walk a wheel's build inputs, all the way down, through the index's provenance."""
     memo: dict[str, Input] = {}
     name = parse_wheel_filename(path.name)[0] if path.name.endswith(".whl") else path.name
     return _deep(name, path.name, sha256_file(path), view, check, memo, ())
 
 
-def _deep(name: str, filename: str, sha256: str, view: IndexView, check: SignatureCheck, memo: dict[str, Input],
+def _deep(name: str, filename: str, sha256: str, view: Index, check: SignatureCheck, memo: dict[str, Input],
           below: tuple[str, ...], origin: str = "factory") -> Input:
     if sha256 in memo:
         return memo[sha256]
-    entry = view.by_sha256(sha256)
+    entry = view.find(sha256, name)
     if entry is None:
         verdict = "upstream binary" if origin == "upstream-binary" else "not ours"
         why = ("a recipe's seed: the upstream's wheel, not rebuilt" if origin == "upstream-binary"
@@ -301,11 +429,11 @@ def _deep(name: str, filename: str, sha256: str, view: IndexView, check: Signatu
     elif sha256 in below:  # a provenance naming its own ancestor: cannot be, but must not loop
         found = Input(name, filename, sha256, "failed", "the provenance names a cycle")
     else:
-        bundle = view.path(entry).with_name(entry.filename + ".sigstore.json")
-        if not bundle.is_file():
+        bundle = view.bundle(entry)
+        if bundle is None:
             found = Input(name, entry.filename, sha256, *_missing(entry))
         else:
-            verdict, why, statement = check.statement(bundle, entry.filename, entry.sha256)
+            verdict, why, statement = check.statement_of(bundle, entry.filename, entry.sha256)
             inputs: list[Input] = []
             for dependency in _build_requirements(statement):
                 digest = dependency.get("digest", {}).get("sha256", "")

@@ -7,6 +7,8 @@ from the file system, serving ``index.html`` for a directory the way a static we
 from __future__ import annotations
 
 import mimetypes
+import netrc
+import os
 import ssl
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -14,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from factory import __version__
+from factory.failures import ConfigError
 
 USER_AGENT = f"factory/{__version__}"
 
@@ -38,12 +41,23 @@ class FileTransport(httpx.BaseTransport):
 
 def client(timeout: float) -> httpx.Client:
     """A client that trusts the system's CA store (outbound TLS may be intercepted by a site
-    proxy whose CA is installed there), honours proxy variables and .netrc, and follows
-    redirects."""
+    proxy whose CA is installed there), honours proxy variables and ``~/.netrc`` (or ``$NETRC``)
+    as pip does, and follows redirects. Credentials in a URL win over the netrc."""
     return httpx.Client(
+        auth=_netrc_auth(),
         verify=ssl.create_default_context(),
         timeout=timeout,
         follow_redirects=True,
         headers={"user-agent": USER_AGENT},
         mounts={"file://": FileTransport()},
     )
+
+
+def _netrc_auth() -> httpx.Auth | None:
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    if not path.is_file():
+        return None
+    try:
+        return httpx.NetRCAuth(str(path))
+    except (netrc.NetrcParseError, OSError) as exc:
+        raise ConfigError(f"{path}: cannot read it as a netrc file ({exc}): fix it, or remove it") from None
