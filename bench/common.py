@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -21,7 +23,7 @@ from support.sdists import make_sdist  # noqa: E402
 from factory import config  # noqa: E402
 from factory.sigstore_stack import LocalSigstore  # noqa: E402
 
-__all__ = ["LocalIndex", "ROOT", "fixture_index", "make_sdist", "signing", "time_factory_build", "warm_copy"]
+__all__ = ["LocalIndex", "ROOT", "fixture_index", "load", "make_sdist", "signing", "time_factory_build", "warm_copy"]
 
 
 @contextlib.contextmanager
@@ -73,5 +75,37 @@ def warm_copy(source: Path, dest: Path, project: str) -> None:
     shutil.copytree(source / "index", dest / "index", symlinks=True)
     shutil.copytree(source / "state" / "cache", dest / "state" / "cache")
     with Manifest.of(dest / "index") as manifest:
+        for entry in manifest.files(project):  # its files and pages too: a server would still offer them
+            for path in (dest / "index" / entry.path).parent.glob(entry.filename + "*"):
+                path.unlink()
         manifest.db.execute("DELETE FROM files WHERE project = ?", (project,))
+    (dest / "index" / "simple" / project).unlink(missing_ok=True)  # a link to its current generation of pages
+    shutil.rmtree(dest / "index" / "simple" / ".pages" / project, ignore_errors=True)
     rebuild(dest / "index", "")  # the pages as a default config writes them
+
+
+async def load(url: str, paths: list[str], seconds: float, concurrency: int = 16, expect: int = 200,
+               user_agent: str | None = None) -> tuple[int, int]:
+    """Loopback load: ``concurrency`` clients GET random ``paths`` (half asking for JSON, half
+    for HTML) for ``seconds``; (answers with status ``expect``, other answers and errors)."""
+    import httpx
+
+    done = errors = 0
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency)
+    headers = {"User-Agent": user_agent} if user_agent else {}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10, headers=headers) as client:
+        async def one(worker: int) -> None:
+            nonlocal done, errors
+            rng = random.Random(worker)
+            while time.monotonic() < deadline:
+                accept = "application/vnd.pypi.simple.v1+json" if rng.random() < 0.5 else "text/html"
+                try:
+                    response = await client.get(rng.choice(paths), headers={"Accept": accept})
+                    ok = response.status_code == expect
+                except httpx.HTTPError:
+                    ok = False
+                done += ok
+                errors += not ok
+        await asyncio.gather(*(one(w) for w in range(concurrency)))
+    return done, errors

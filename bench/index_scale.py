@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT
+from common import ROOT, load
 
 from factory.index.distfile import inspect_wheel
 from factory.index.manifest import FileEntry, Manifest
@@ -64,29 +64,6 @@ def dumb_pypi(entries: list[FileEntry], work: Path) -> float:
                     str(work / "dumb-out"), "--packages-url", "../../files/", "--no-per-release-json",
                     "--no-generate-timestamp"], check=True, capture_output=True)
     return time.perf_counter() - started
-
-
-async def load(url: str, paths: list[str], seconds: float, concurrency: int = 16) -> tuple[int, int]:
-    import httpx
-
-    done = errors = 0
-    deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
-        async def one(worker: int) -> None:
-            nonlocal done, errors
-            rng = random.Random(worker)
-            while time.monotonic() < deadline:
-                accept = "application/vnd.pypi.simple.v1+json" if rng.random() < 0.5 else "text/html"
-                try:
-                    response = await client.get(rng.choice(paths), headers={"Accept": accept})
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                done += ok
-                errors += not ok
-        await asyncio.gather(*(one(w) for w in range(concurrency)))
-    return done, errors
 
 
 def main() -> None:
