@@ -37,7 +37,8 @@ def run_in(python, code):
 
 def test_pure_project_builds_one_universal_wheel(config, tmp_path):
     record = build_ok(config, "fixture-pure==1.0.0")
-    assert record.published == ("fixture_pure-1.0.0-py3-none-any.whl",)
+    # The wheel, and beside it the sdist it was built from.
+    assert record.published == ("fixture_pure-1.0.0-py3-none-any.whl", "fixture_pure-1.0.0.tar.gz")
     assert record.wheels[0].policy == "pure"
     python = clean_venv(tmp_path / "venv")
     assert pip_install(python, config.index_dir, "fixture-pure==1.0.0").returncode == 0
