@@ -429,8 +429,10 @@ def cmd_users(args: argparse.Namespace, cfg: config.Config) -> int:
     secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass(f"secret for {args.name}: ")
     if args.token:
         secret = secret or secrets.token_urlsafe(32)
-        add_user(args.file, f"{TOKEN_USER}{args.name}", secret)
-        out.print(f"token for {args.name}: {secret}")
+        # A token's name is stored as __token__NAME; a NAME given with the prefix already keeps one.
+        name = args.name.removeprefix(TOKEN_USER)
+        add_user(args.file, TOKEN_USER + name, secret)
+        out.print(f"token for {name}: {secret}")
     else:
         add_user(args.file, args.name, secret)
         out.print(f"added {args.name} to {args.file}")
@@ -442,6 +444,7 @@ def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
 
     from factory.serve.app import ServeSettings, create_app
     from factory.serve.auth import Users
+    from factory.serve.proxy import networks
 
     users = Users(args.users) if args.users else None
     if users is None and args.host not in ("127.0.0.1", "::1", "localhost"):
@@ -450,11 +453,29 @@ def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
         index_dir=cfg.index_dir, miss_log=args.miss_log or cfg.state_dir / "misses.jsonl",
         upstream=None if args.no_fallback else cfg.upstream, users=users, http_timeout=cfg.http_timeout,
         upstream_key=cfg.state_dir / "serve" / "upstream.key",
+        trusted_proxies=tuple(args.trusted_proxy or cfg.trusted_proxies),
     )
+    networks(settings.trusted_proxies)  # a bad address is an error before the server starts
     err.print(f"serving {cfg.index_dir} at http://{args.host}:{args.port}/simple/ "
               f"({'closed' if args.no_fallback else 'falling back to ' + _masked(cfg.upstream)}; misses to {settings.miss_log})")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=args.access_log)
+    # uvicorn's own proxy handling is off: it would trust 127.0.0.1 by default; TrustedProxies decides.
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=_serve_logging(args.access_log),
+                log_level=None, access_log=args.access_log, proxy_headers=False)
     return 0
+
+
+def _serve_logging(access_log: bool) -> dict[str, object]:
+    """uvicorn's logging: warnings and errors, and with ``--access-log`` a line per request on
+    standard output (uvicorn logs those at INFO, which a server-wide ``warning`` level drops)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    logging = copy.deepcopy(LOGGING_CONFIG)
+    logging["loggers"]["uvicorn"]["level"] = "WARNING"
+    logging["loggers"]["uvicorn.error"]["level"] = "WARNING"
+    logging["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
+    return logging
 
 
 def cmd_verify(args: argparse.Namespace, cfg: config.Config) -> int:
@@ -663,7 +684,10 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--users", type=Path, help="users file (`factory users add`); without it anyone may read")
     sv.add_argument("--no-fallback", action="store_true", help="a closed index: no upstream for projects it lacks")
     sv.add_argument("--miss-log", type=Path, help="default: state-dir/misses.jsonl (what `factory ingest` reads)")
-    sv.add_argument("--access-log", action="store_true", help="log every request")
+    sv.add_argument("--access-log", action="store_true", help="log every request on standard output")
+    sv.add_argument("--trusted-proxy", action="append", metavar="ADDR",
+                    help="a proxy or repository manager whose X-Forwarded-For and X-Forwarded-User-Agent name the "
+                         "client (address or network, repeatable; default: trusted-proxies)")
     sv.set_defaults(func=cmd_serve)
 
     us = sub.add_parser("users", help="add a user (or a token) to a users file for `factory serve`")

@@ -108,6 +108,17 @@ def _local_label(value: str) -> str | None:
     return None if re.fullmatch(r"[a-z][a-z0-9]*", value) else f"{value!r} is not a lowercase alphanumeric label"
 
 
+def _networks(value: tuple[str, ...]) -> str | None:
+    import ipaddress
+
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"{item!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
+    return None
+
+
 def _signing(value: str) -> str | None:
     return None if value in SIGNING_MODES else f"must be one of {', '.join(SIGNING_MODES)}, got {value!r}"
 
@@ -158,6 +169,9 @@ class Config:
     builder_id: str = setting(lambda: "", "SLSA builder id (default: tag:factory:builder:<hostname>)")
     remediation_label: str = setting(lambda: "factory", "local version label of remediated builds: VERSION+<label>.N",
                                      _local_label)
+    trusted_proxies: tuple[str, ...] = setting(lambda: (), "addresses or networks of proxies (a repository manager) "
+                                               "whose X-Forwarded-For and X-Forwarded-User-Agent `factory serve` "
+                                               "believes", _networks)
     recipes_dir: Path = setting(lambda: PROJECT_ROOT / "recipes", "per-package build recipes")
     containers_dir: Path = setting(lambda: PROJECT_ROOT / "containers", "builder image definitions")
 

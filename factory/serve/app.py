@@ -44,6 +44,7 @@ from factory.plumbing.net import USER_AGENT
 from factory.queue.misses import classify_path, valid_name
 from factory.serve.auth import MAX_HASHING, Credentials, Throttle, Users, credentials
 from factory.serve.misslog import MissLog
+from factory.serve.proxy import TrustedProxies, networks
 from factory.serve.upstream import KEY_BYTES, Upstream, UpstreamRefused, load_or_create_key, render
 
 #: The longest path component looked up in the index (the file system's limit).
@@ -69,6 +70,7 @@ class ServeSettings:
     users: Users | None  # None: no authentication
     http_timeout: float = 60.0
     upstream_key: Path | None = None  # signs fallback links; None: a key for this process only
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For / X-Forwarded-User-Agent are believed
 
 
 def wants_json(request: Request) -> bool:
@@ -174,8 +176,13 @@ def create_app(settings: ServeSettings) -> Starlette:
         if status != 200:
             return PlainTextResponse(f"{name}: the upstream answered {status}", status_code=404 if status == 404 else 502)
         as_json = wants_json(request)
-        return Response(render(name, entries, as_json), media_type=JSON_TYPE if as_json else "text/html; charset=utf-8",
-                        headers={"Vary": "Accept", "Cache-Control": "max-age=60"})
+        body = render(name, entries, as_json)
+        # What repository managers cache by: the same page, the same ETag (no file time to give).
+        headers = {"Vary": "Accept", "Cache-Control": "max-age=60",
+                   "ETag": '"' + hashlib.sha256(body.encode()).hexdigest()[:20] + '"'}
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=JSON_TYPE if as_json else "text/html; charset=utf-8", headers=headers)
 
     async def files(request: Request) -> Response:
         parts = _safe_parts(request.path_params["path"])
@@ -235,6 +242,8 @@ def create_app(settings: ServeSettings) -> Starlette:
         Route("/{path:path}", not_found),
     ]
     middleware = [Middleware(RequireAuth, users=settings.users)] if settings.users is not None else []
+    if settings.trusted_proxies:  # outermost: auth, the miss log and the access log all see the client
+        middleware.insert(0, Middleware(TrustedProxies, trusted=networks(settings.trusted_proxies)))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
