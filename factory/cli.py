@@ -478,6 +478,29 @@ def _serve_logging(access_log: bool) -> dict[str, object]:
     return logging
 
 
+def cmd_upload(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.upload.run import Result, Selection, upload
+
+    url = args.repository or cfg.upload_to
+    if not url:
+        raise FactoryError("say where to upload: factory upload REPOSITORY_URL (or set upload-to)")
+    selection = Selection(projects=tuple(args.project or ()), since=args.since)
+    report = upload(cfg.index_dir, cfg.state_dir, url, selection, simple_url=args.simple_url, jobs=args.jobs,
+                    timeout=cfg.http_timeout, say=_say if args.verbose else None)
+    if args.json:
+        print(json.dumps({"target": report.target, "ok": report.ok,
+                          "files": [{**dataclasses.asdict(o), "result": str(o.result)} for o in report.outcomes]},
+                         indent=2))
+        return 0 if report.ok else 1
+    for outcome in report.outcomes:
+        if outcome.result is Result.UPLOADED or outcome.result in (Result.CONFLICT, Result.FAILED, Result.YANKED):
+            style = "green" if outcome.result is Result.UPLOADED else "red"
+            detail = f": {outcome.detail}" if outcome.detail else ""
+            out.print(f"[{style}]{outcome.result}[/{style}] {outcome.filename}{detail}", soft_wrap=True)
+    out.print(report.summary, soft_wrap=True)
+    return 0 if report.ok else 1
+
+
 def cmd_verify(args: argparse.Namespace, cfg: config.Config) -> int:
     from factory import verify
     from factory.pipeline.sign import SigningSettings
@@ -696,6 +719,18 @@ def parser() -> argparse.ArgumentParser:
     us.add_argument("name")
     us.add_argument("--token", action="store_true", help="a token (random unless one is given on stdin)")
     us.set_defaults(func=cmd_users)
+
+    up = sub.add_parser("upload", help="upload what the index holds, and the repository lacks, into a hosted "
+                                       "repository (devpi, Artifactory, Nexus, ...) through the upload API twine uses")
+    up.add_argument("repository", nargs="?", metavar="REPOSITORY_URL", help="its upload URL (default: upload-to)")
+    up.add_argument("--project", action="append", metavar="NAME", help="only this project (repeatable)")
+    up.add_argument("--since", metavar="WHEN", help="only files published at or after WHEN (ISO 8601, UTC)")
+    up.add_argument("--simple-url", metavar="URL", help="the repository's simple index (default: found beside "
+                                                        "REPOSITORY_URL, +simple/ or simple/)")
+    up.add_argument("-j", "--jobs", type=_positive, default=4, help="uploads at a time (default 4)")
+    up.add_argument("--json", action="store_true", help="every file's outcome as JSON")
+    up.add_argument("-v", "--verbose", action="store_true", help="say each file as it is done")
+    up.set_defaults(func=cmd_upload)
 
     vf = sub.add_parser("verify", help="which wheels (or installed distributions) came from this index, signed")
     vf.add_argument("paths", nargs="*", type=Path, metavar="WHEEL|DIR", help="wheels, or directories of wheels")

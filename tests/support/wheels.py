@@ -13,19 +13,22 @@ def _record_hash(data: bytes) -> str:
 
 
 def make_wheel(dest: Path, name: str, version: str, *, requires_python: str | None = ">=3.8",
-               body: str = "", build_tag: str | None = None) -> Path:
-    """A wheel of module ``<name>`` whose ``VALUE`` is ``body``."""
+               body: str = "", build_tag: str | None = None, tag: str = "py3-none-any",
+               requires: tuple[str, ...] = ()) -> Path:
+    """A wheel of module ``<name>`` whose ``VALUE`` is ``body``, tagged ``tag``, needing ``requires``."""
     dist = name.replace("-", "_")
-    tag = f"-{build_tag}" if build_tag else ""
-    path = dest / f"{dist}-{version}{tag}-py3-none-any.whl"
+    build = f"-{build_tag}" if build_tag else ""
+    path = dest / f"{dist}-{version}{build}-{tag}.whl"
     info = f"{dist}-{version}.dist-info"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     if requires_python:
         metadata += f"Requires-Python: {requires_python}\n"
+    metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
     files = {
         f"{dist}/__init__.py": f"VALUE = {body!r}\n".encode(),
         f"{info}/METADATA": metadata.encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: factory-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: factory-tests\nRoot-Is-Purelib: true\nTag: " + tag.encode() + b"\n"
+                              + (f"Build: {build_tag}\n".encode() if build_tag else b""),
     }
     record = "".join(f"{n},{_record_hash(d)},{len(d)}\n" for n, d in files.items()) + f"{info}/RECORD,,\n"
     dest.mkdir(parents=True, exist_ok=True)
