@@ -13,9 +13,10 @@ import sys
 import time
 
 import pytest
-from conftest import _config, isolated_pip_env
+from conftest import _config
 from support.devpi import ROOT_PASSWORD, Devpi
 from support.index_server import LocalIndex
+from support.installers import pip_venv, uv_venv, values
 from support.sdists import make_sdist
 from support.signing import signed
 from support.upload_target import UploadTarget
@@ -27,7 +28,6 @@ from factory.upload import credentials
 from factory.upload.run import Result, Selection, SelectionError, journal_path, upload
 from factory.upload.target import TargetError
 
-UV = os.path.join(os.path.dirname(sys.executable), "uv")
 ROOT = credentials.Credentials("root", ROOT_PASSWORD, "test")
 
 
@@ -90,28 +90,6 @@ def stage(devpi, upstream, name):
     devpi.client("index", "-c", f"root/{name}", "bases=", "volatile=False")
     devpi.client("index", "-c", f"root/{name}-merged", f"bases=root/{name},{mirror}")
     return f"{devpi.url}/root/{name}/", devpi.simple(f"root/{name}-merged")
-
-
-def values(python, *modules):
-    code = "; ".join(f"import {m}" for m in modules) + "; print(" + ", ".join(f"{m}.VALUE" for m in modules) + ")"
-    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.split()
-
-
-def pip_venv(path, index_url, *requirements):
-    """A venv without pip (so that all it holds is what was installed), installed into by pip."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    return subprocess.run([sys.executable, "-m", "pip", "--python", str(path / "bin" / "python"), "install",
-                           "--isolated", "--no-cache-dir", "--index-url", index_url, *requirements],
-                          capture_output=True, text=True, env=isolated_pip_env())
-
-
-def uv_venv(path, index_url, *requirements):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
-    subprocess.run([UV, "venv", "--no-config", "-q", str(path)], check=True, env=env)
-    return subprocess.run([UV, "pip", "install", "--no-config", "--no-cache", "--python", str(path / "bin" / "python"),
-                           "--index-url", index_url, *requirements], capture_output=True, text=True, env=env)
 
 
 MODULES = ("demo_alpha", "demo_beta", "demo_gamma")
