@@ -501,6 +501,25 @@ def cmd_upload(args: argparse.Namespace, cfg: config.Config) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_hashes(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.lockfiles.ours import Ours
+    from factory.lockfiles.rewrite import hashes
+    from factory.plumbing import net
+
+    index_url = args.index_url or (cfg.page_base_url + "simple/" if cfg.page_base_url else None)
+    ours = Ours(cfg.index_dir, index_url, lambda: net.client(cfg.http_timeout))
+    results = [hashes(path, ours, check=args.check) for path in args.files]  # each written only when it changes
+    for result in results:
+        for pin in result.pins:
+            if pin.change:
+                out.print(f"  {pin.name}=={pin.version}: {pin.change}", soft_wrap=True)
+        changed = sum(bool(p.change) for p in result.pins)
+        verb = "would change" if args.check else "changed"
+        out.print(f"{result.path} ({result.kind}): {len(result.pins)} pins factory serves, {changed} {verb}, "
+                  f"{len(result.pins) - changed} already ours", soft_wrap=True)
+    return 1 if args.check and any(r.changed for r in results) else 0
+
+
 def cmd_verify(args: argparse.Namespace, cfg: config.Config) -> int:
     from factory import verify
     from factory.pipeline.sign import SigningSettings
@@ -731,6 +750,15 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--json", action="store_true", help="every file's outcome as JSON")
     up.add_argument("-v", "--verbose", action="store_true", help="say each file as it is done")
     up.set_defaults(func=cmd_upload)
+
+    hs = sub.add_parser("hashes", help="adopt the index without regenerating locks: our sha256 beside upstream's in a "
+                                       "requirements file; uv.lock and pylock.toml pointed at our files for the pins "
+                                       "we serve")
+    hs.add_argument("files", nargs="+", type=Path, metavar="FILE", help="requirements file, uv.lock or pylock.toml")
+    hs.add_argument("--check", action="store_true", help="only say what would change (exit 1 if anything would)")
+    hs.add_argument("--index-url", metavar="URL", help="for lock files: the simple URL factory's index is installed "
+                                                       "from (default: base-url's simple/)")
+    hs.set_defaults(func=cmd_hashes)
 
     vf = sub.add_parser("verify", help="which wheels (or installed distributions) came from this index, signed")
     vf.add_argument("paths", nargs="*", type=Path, metavar="WHEEL|DIR", help="wheels, or directories of wheels")
