@@ -35,6 +35,7 @@ bench: setup postgres
     {{venv}}/bin/python bench/bootstrap.py
     {{venv}}/bin/python bench/coverage.py
     {{venv}}/bin/python bench/farm.py
+    {{venv}}/bin/python bench/upload.py
 
 # podman, runc, debootstrap, QEMU for aarch64 (apt; idempotent).
 host:

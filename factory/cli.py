@@ -250,6 +250,8 @@ def cmd_worker(args: argparse.Namespace, cfg: config.Config) -> int:
     def report(done: Finished) -> None:
         _update_site(cfg, [done.item.project])
         record = done.record
+        if record is not None and record.published:
+            _upload_published(cfg, record.published, progress.console.print)
         state = done.state or "released"
         built = f" -> {record.version}" if done.item.version == LATEST and record and record.version else ""
         why = f": {record.failure_class}: {record.reason}" if state not in ("built", "released") and record else ""
@@ -277,6 +279,20 @@ def cmd_farm(args: argparse.Namespace, cfg: config.Config) -> int:
     err.print(f"farm: serving {cfg.index_dir} at http://{args.host}:{args.port}/simple/ with {args.workers} "
               f"worker{'s' if args.workers != 1 else ''}; misses become builds")
     return Farm(cfg, args.config, args.workers, serve, args.poll, _say).run()
+
+
+def _upload_published(cfg: config.Config, filenames: Sequence[str], say: Callable[[str], None]) -> None:
+    """With ``upload-to`` set, what a build published goes to that repository too. A failed
+    upload does not fail the build: the next ``factory upload`` (or publish) sends what is missing."""
+    from factory.upload.run import after_publish
+
+    try:
+        report = after_publish(cfg, filenames)
+    except FactoryError as exc:
+        say(f"[yellow]warning:[/yellow] not uploaded to {_masked(cfg.upload_to)}: {exc} (`factory upload` sends it later)")
+        return
+    if report is not None:
+        say(("" if report.ok else "[yellow]warning:[/yellow] ") + f"upload: {report.summary}")
 
 
 def _update_site(cfg: config.Config, projects: list[str]) -> None:
@@ -471,8 +487,10 @@ def cmd_users(args: argparse.Namespace, cfg: config.Config) -> int:
     secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass(f"secret for {args.name}: ")
     if args.token:
         secret = secret or secrets.token_urlsafe(32)
-        add_user(args.file, f"{TOKEN_USER}{args.name}", secret)
-        out.print(f"token for {args.name}: {secret}")
+        # A token's name is stored as __token__NAME; a NAME given with the prefix already keeps one.
+        name = args.name.removeprefix(TOKEN_USER)
+        add_user(args.file, TOKEN_USER + name, secret)
+        out.print(f"token for {name}: {secret}")
     else:
         add_user(args.file, args.name, secret)
         out.print(f"added {args.name} to {args.file}")
@@ -484,20 +502,81 @@ def cmd_serve(args: argparse.Namespace, cfg: config.Config) -> int:
 
     from factory.serve.app import create_app, settings_for
     from factory.serve.auth import Users
+    from factory.serve.proxy import networks
 
     users = Users(args.users) if args.users else None
     if users is None and args.host not in ("127.0.0.1", "::1", "localhost"):
         err.print("[yellow]warning:[/yellow] serving without --users on a non-loopback address: anyone can read")
     if args.no_queue:
         cfg = cfg.replace(queue_misses=False)
-    settings = settings_for(cfg, users, "none" if args.no_fallback else args.fallback, args.miss_log)
+    settings = settings_for(cfg, users, "none" if args.no_fallback else args.fallback, args.miss_log,
+                            tuple(args.trusted_proxy or ()))
+    networks(settings.trusted_proxies)  # a bad address is an error before the server starts
     where = "closed" if settings.upstream is None else \
         f"falling back per {settings.fallback} to {_masked(cfg.upstream)}"
     queued = "; each into the queue" if settings.queue is not None else ""
     err.print(f"serving {cfg.index_dir} at http://{args.host}:{args.port}/simple/ ({where}; misses to "
               f"{settings.miss_log}{queued})")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=args.access_log)
+    # uvicorn's own proxy handling is off: it would trust 127.0.0.1 by default; TrustedProxies decides.
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=_serve_logging(args.access_log),
+                log_level=None, access_log=args.access_log, proxy_headers=False)
     return 0
+
+
+def _serve_logging(access_log: bool) -> dict[str, object]:
+    """uvicorn's logging: warnings and errors, and with ``--access-log`` a line per request on
+    standard output (uvicorn logs those at INFO, which a server-wide ``warning`` level drops)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    logging = copy.deepcopy(LOGGING_CONFIG)
+    logging["loggers"]["uvicorn"]["level"] = "WARNING"
+    logging["loggers"]["uvicorn.error"]["level"] = "WARNING"
+    logging["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
+    return logging
+
+
+def cmd_upload(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.upload.run import Result, Selection, upload
+
+    url = args.repository or cfg.upload_to
+    if not url:
+        raise FactoryError("say where to upload: factory upload REPOSITORY_URL (or set upload-to)")
+    selection = Selection(projects=tuple(args.project or ()), since=args.since)
+    report = upload(cfg.index_dir, cfg.state_dir, url, selection, simple_url=args.simple_url, jobs=args.jobs,
+                    timeout=cfg.http_timeout, say=_say if args.verbose else None)
+    if args.json:
+        print(json.dumps({"target": report.target, "ok": report.ok,
+                          "files": [{**dataclasses.asdict(o), "result": str(o.result)} for o in report.outcomes]},
+                         indent=2))
+        return 0 if report.ok else 1
+    for outcome in report.outcomes:
+        if outcome.result is Result.UPLOADED or outcome.result in (Result.CONFLICT, Result.FAILED, Result.YANKED):
+            style = "green" if outcome.result is Result.UPLOADED else "red"
+            detail = f": {outcome.detail}" if outcome.detail else ""
+            out.print(f"[{style}]{outcome.result}[/{style}] {outcome.filename}{detail}", soft_wrap=True)
+    out.print(report.summary, soft_wrap=True)
+    return 0 if report.ok else 1
+
+
+def cmd_hashes(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory.lockfiles.ours import Ours
+    from factory.lockfiles.rewrite import hashes
+    from factory.plumbing import net
+
+    index_url = args.index_url or (cfg.page_base_url + "simple/" if cfg.page_base_url else None)
+    ours = Ours(cfg.index_dir, index_url, lambda: net.client(cfg.http_timeout))
+    results = [hashes(path, ours, check=args.check) for path in args.files]  # each written only when it changes
+    for result in results:
+        for pin in result.pins:
+            if pin.change:
+                out.print(f"  {pin.name}=={pin.version}: {pin.change}", soft_wrap=True)
+        changed = sum(bool(p.change) for p in result.pins)
+        verb = "would change" if args.check else "changed"
+        out.print(f"{result.path} ({result.kind}): {len(result.pins)} pins factory serves, {changed} {verb}, "
+                  f"{len(result.pins) - changed} already ours", soft_wrap=True)
+    return 1 if args.check and any(r.changed for r in results) else 0
 
 
 def cmd_verify(args: argparse.Namespace, cfg: config.Config) -> int:
@@ -730,7 +809,10 @@ def parser() -> argparse.ArgumentParser:
                          "files of the versions it lacks; none: closed (default: the config's `fallback`)")
     sv.add_argument("--no-queue", action="store_true", help="log misses only; do not put them in the queue")
     sv.add_argument("--miss-log", type=Path, help="default: state-dir/misses.jsonl (what `factory ingest` reads)")
-    sv.add_argument("--access-log", action="store_true", help="log every request")
+    sv.add_argument("--access-log", action="store_true", help="log every request on standard output")
+    sv.add_argument("--trusted-proxy", action="append", metavar="ADDR",
+                    help="a proxy or repository manager whose X-Forwarded-For and X-Forwarded-User-Agent name the "
+                         "client (address or network, repeatable; default: trusted-proxies)")
     sv.set_defaults(func=cmd_serve)
 
     us = sub.add_parser("users", help="add a user (or a token) to a users file for `factory serve`")
@@ -739,6 +821,27 @@ def parser() -> argparse.ArgumentParser:
     us.add_argument("name")
     us.add_argument("--token", action="store_true", help="a token (random unless one is given on stdin)")
     us.set_defaults(func=cmd_users)
+
+    up = sub.add_parser("upload", help="upload what the index holds, and the repository lacks, into a hosted "
+                                       "repository (devpi, Artifactory, Nexus, ...) through the upload API twine uses")
+    up.add_argument("repository", nargs="?", metavar="REPOSITORY_URL", help="its upload URL (default: upload-to)")
+    up.add_argument("--project", action="append", metavar="NAME", help="only this project (repeatable)")
+    up.add_argument("--since", metavar="WHEN", help="only files published at or after WHEN (ISO 8601, UTC)")
+    up.add_argument("--simple-url", metavar="URL", help="the repository's simple index (default: found beside "
+                                                        "REPOSITORY_URL, +simple/ or simple/)")
+    up.add_argument("-j", "--jobs", type=_positive, default=4, help="uploads at a time (default 4)")
+    up.add_argument("--json", action="store_true", help="every file's outcome as JSON")
+    up.add_argument("-v", "--verbose", action="store_true", help="say each file as it is done")
+    up.set_defaults(func=cmd_upload)
+
+    hs = sub.add_parser("hashes", help="adopt the index without regenerating locks: our sha256 beside upstream's in a "
+                                       "requirements file; uv.lock and pylock.toml pointed at our files for the pins "
+                                       "we serve")
+    hs.add_argument("files", nargs="+", type=Path, metavar="FILE", help="requirements file, uv.lock or pylock.toml")
+    hs.add_argument("--check", action="store_true", help="only say what would change (exit 1 if anything would)")
+    hs.add_argument("--index-url", metavar="URL", help="for lock files: the simple URL factory's index is installed "
+                                                       "from (default: base-url's simple/)")
+    hs.set_defaults(func=cmd_hashes)
 
     vf = sub.add_parser("verify", help="which wheels (or installed distributions) came from this index, signed")
     vf.add_argument("paths", nargs="*", type=Path, metavar="WHEEL|DIR", help="wheels, or directories of wheels")

@@ -112,6 +112,23 @@ def _local_label(value: str) -> str | None:
     return None if re.fullmatch(r"[a-z][a-z0-9]*", value) else f"{value!r} is not a lowercase alphanumeric label"
 
 
+def _build_tag(value: str) -> str | None:
+    if not value or re.fullmatch(r"[0-9][A-Za-z0-9_]*", value):
+        return None
+    return f"{value!r} is not a wheel build tag: a digit first, then letters, digits or _ (e.g. 1 or 1factory)"
+
+
+def _networks(value: tuple[str, ...]) -> str | None:
+    import ipaddress
+
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"{item!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
+    return None
+
+
 def _signing(value: str) -> str | None:
     return None if value in SIGNING_MODES else f"must be one of {', '.join(SIGNING_MODES)}, got {value!r}"
 
@@ -166,6 +183,14 @@ class Config:
     queue_misses: bool = setting(lambda: True, "whether `factory serve` puts each miss in the queue as it happens")
     remediation_label: str = setting(lambda: "factory", "local version label of remediated builds: VERSION+<label>.N",
                                      _local_label)
+    upload_to: str = setting(lambda: "", "a hosted repository's upload URL (devpi, Artifactory, Nexus, ...): where "
+                             "`factory upload` sends by default, and the farm after each publish", _optional_http)
+    trusted_proxies: tuple[str, ...] = setting(lambda: (), "addresses or networks of proxies (a repository manager) "
+                                               "whose X-Forwarded-For and X-Forwarded-User-Agent `factory serve` "
+                                               "believes", _networks)
+    wheel_build_tag: str = setting(lambda: "", "a wheel build tag for every wheel built (e.g. 1): pip and uv rank it "
+                                   "above upstream's untagged wheel with equally good platform tags in a merged "
+                                   "index (default: none, the wheels keep upstream's file names)", _build_tag)
     recipes_dir: Path = setting(lambda: PROJECT_ROOT / "recipes", "per-package build recipes")
     containers_dir: Path = setting(lambda: PROJECT_ROOT / "containers", "builder image definitions")
 

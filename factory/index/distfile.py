@@ -145,3 +145,16 @@ def _pkg_info(path: Path) -> bytes:
     except (tarfile.TarError, zipfile.BadZipFile, OSError, StopIteration):
         pass
     raise FactoryError(f"{path.name}: no PKG-INFO at the top of the sdist")
+
+
+def core_metadata(path: Path) -> bytes:
+    """A distribution file's core metadata, whatever an index offers of it: a wheel's METADATA,
+    an sdist's PKG-INFO."""
+    if path.name.endswith(".whl"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                name = next(n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+                return zf.read(name)
+        except (zipfile.BadZipFile, OSError, StopIteration):
+            raise FactoryError(f"{path.name}: no .dist-info/METADATA in the wheel") from None
+    return _pkg_info(path)

@@ -300,9 +300,10 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
         break
     output = dataclasses.replace(output, results=tuple(
         dataclasses.replace(r, failure=inferrer.explain(r.failure)) if r.failure else r for r in output.results))
-    if recipe.remediation:  # security patches: published as VERSION+<label>.N
+    # Security patches: published as VERSION+<label>.N; with wheel-build-tag, with that build tag.
+    if recipe.remediation or config.wheel_build_tag:
         version = _version(release, recipe, progress.label)
-        relabelled = {w: relabel.relabel(w, version, work / "relabelled")
+        relabelled = {w: relabel.relabel(w, version, work / "relabelled", config.wheel_build_tag or None)
                       for w in dict.fromkeys(r.wheel for r in output.results if r.wheel)}
         output = dataclasses.replace(output, results=tuple(
             dataclasses.replace(r, wheel=relabelled[r.wheel]) if r.wheel else r for r in output.results))

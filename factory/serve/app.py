@@ -54,6 +54,7 @@ from factory.serve.auth import MAX_HASHING, Credentials, Throttle, Users, creden
 from factory.serve.clients import has_compatible
 from factory.serve.clients import parse as parse_client
 from factory.serve.misslog import MissLog
+from factory.serve.proxy import TrustedProxies, networks
 from factory.serve.sink import LedgerSink
 from factory.serve.upstream import KEY_BYTES, Upstream, UpstreamRefused, load_or_create_key, render
 from factory.targets import every_target
@@ -89,11 +90,13 @@ class ServeSettings:
     queue: Config | None = None  # the ledger misses go into as they happen; None: the miss log only
     buildable: tuple[str, ...] = ()  # the targets factory builds for (cp311-x86_64, ...)
     status_dir: Path | None = None  # the status site, served at /status/
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For / X-Forwarded-User-Agent are believed
 
 
 def settings_for(config: Config, users: Users | None, fallback: str | None = None,
-                 miss_log: Path | None = None) -> ServeSettings:
-    """The server's settings from factory's config (``fallback`` overrides its ``fallback``)."""
+                 miss_log: Path | None = None, trusted_proxies: tuple[str, ...] = ()) -> ServeSettings:
+    """The server's settings from factory's config (``fallback`` and ``trusted_proxies``, when
+    given, override the config's)."""
     mode = fallback or config.fallback
     return ServeSettings(
         index_dir=config.index_dir, miss_log=miss_log or config.state_dir / "misses.jsonl",
@@ -101,7 +104,18 @@ def settings_for(config: Config, users: Users | None, fallback: str | None = Non
         upstream_key=config.state_dir / "serve" / "upstream.key", fallback="project" if mode == "none" else mode,
         queue=config if config.queue_misses else None,
         buildable=tuple(str(t) for t in every_target(config.archs, config.pythons)), status_dir=config.status_dir,
+        trusted_proxies=tuple(trusted_proxies or config.trusted_proxies),
     )
+
+
+def _made_page(request: Request, body: str, as_json: bool) -> Response:
+    """A page made for this request (from the upstream's): its ETag is its content's hash, what
+    repository managers cache by, as there is no file time to give."""
+    headers = {"Vary": "Accept", "Cache-Control": "max-age=60",
+               "ETag": '"' + hashlib.sha256(body.encode()).hexdigest()[:20] + '"'}
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=JSON_TYPE if as_json else "text/html; charset=utf-8", headers=headers)
 
 
 def wants_json(request: Request) -> bool:
@@ -228,8 +242,7 @@ def create_app(settings: ServeSettings) -> Starlette:
         if status != 200:
             return PlainTextResponse(f"{name}: the upstream answered {status}", status_code=404 if status == 404 else 502)
         as_json = wants_json(request)
-        return Response(render(name, entries, as_json), media_type=JSON_TYPE if as_json else "text/html; charset=utf-8",
-                        headers={"Vary": "Accept", "Cache-Control": "max-age=60"})
+        return _made_page(request, render(name, entries, as_json), as_json)
 
     async def with_upstream_versions(request: Request, name: str, directory: Path) -> Response:
         """The project's own files, and the upstream's of the versions the index lacks."""
@@ -244,9 +257,8 @@ def create_app(settings: ServeSettings) -> Starlette:
         as_json = wants_json(request)
         render_page = project_json if as_json else project_html
         text = render_page(name, entries, project_status, "", upstream={e.filename for e in extra})
-        return Response(absolute_provenance(text, as_json, str(request.url.replace(query="", fragment=""))),
-                        media_type=JSON_TYPE if as_json else "text/html; charset=utf-8",
-                        headers={"Vary": "Accept", "Cache-Control": "max-age=60"})
+        return _made_page(request, absolute_provenance(text, as_json, str(request.url.replace(query="", fragment=""))),
+                          as_json)
 
     async def files(request: Request) -> Response:
         parts = _safe_parts(request.path_params["path"])
@@ -332,6 +344,8 @@ def create_app(settings: ServeSettings) -> Starlette:
         Route("/{path:path}", not_found),
     ]
     middleware = [Middleware(RequireAuth, users=settings.users)] if settings.users is not None else []
+    if settings.trusted_proxies:  # outermost: auth, the miss log and the access log all see the client
+        middleware.insert(0, Middleware(TrustedProxies, trusted=networks(settings.trusted_proxies)))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from conftest import clean_venv, isolated_pip_env
 from support.server import free_port
+from support.upload_target import UploadTarget
 
 from factory.index.manifest import published_files
 from factory.queue.ledger import Ledger
@@ -42,10 +43,17 @@ def pip(python, url, *args):
 
 
 def test_a_miss_at_the_server_becomes_our_signed_wheel(config, builder_image, tmp_path):
+    with UploadTarget(credentials=("ci", "s3cret")) as repository:
+        _a_miss_becomes_our_signed_wheel(config, tmp_path, repository)
+
+
+def _a_miss_becomes_our_signed_wheel(config, tmp_path, repository):
     port = free_port()
     env = {**os.environ, "FACTORY_UPSTREAM": config.upstream, "FACTORY_INDEX_DIR": str(config.index_dir),
            "FACTORY_STATE_DIR": str(config.state_dir), "FACTORY_RECIPES_DIR": str(config.recipes_dir),
-           "FACTORY_ARCHS": "x86_64", "FACTORY_PYTHONS": "3.11", "FACTORY_LEASE_SECONDS": "60"}
+           "FACTORY_ARCHS": "x86_64", "FACTORY_PYTHONS": "3.11", "FACTORY_LEASE_SECONDS": "60",
+           # upload-to: what the farm publishes goes to a hosted repository too
+           "FACTORY_UPLOAD_TO": repository.url, "FACTORY_UPLOAD_USERNAME": "ci", "FACTORY_UPLOAD_PASSWORD": "s3cret"}
     farm = subprocess.Popen([sys.executable, "-m", "factory", "farm", "-w", "1", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -64,6 +72,12 @@ def test_a_miss_at_the_server_becomes_our_signed_wheel(config, builder_image, tm
         found = {d["name"]: d for d in json.loads(verified.stdout)["distributions"]}
         assert found["fixture-pure"]["ours"] and found["fixture-pure"]["signature"] == "verified", verified.stdout
         assert "fixture-pure" in httpx.get(f"{url}/status/").text  # the status site knows
+        # ... and the hosted repository got what was published, byte for byte.
+        published = published_files(config.index_dir, "fixture-pure", "1.0.0")
+        wait_for(lambda: set(published) <= set(repository.files), 30, "the upload after publishing")
+        for name in published:
+            (path,) = config.index_dir.rglob(name)
+            assert repository.files[name] == path.read_bytes()
 
         # A worker that dies is started again.
         children = json.loads((config.state_dir / "farm.json").read_text())

@@ -37,7 +37,7 @@ def index(tmp_path):
     index = tmp_path / "index"
     publish(index, [inspect_wheel(make_wheel(tmp_path / "w", "demo-app", "1.0", body="ours")),
                     inspect_wheel(make_wheel(tmp_path / "w", "demo-new", "1.0",
-                                             tags="cp313-cp313-manylinux_2_17_x86_64.manylinux_2_28_x86_64"))], "")
+                                             tag="cp313-cp313-manylinux_2_17_x86_64.manylinux_2_28_x86_64"))], "")
     return index
 
 

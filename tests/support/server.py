@@ -22,13 +22,15 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running(index_dir: Path, state_dir: Path, *args: str, upstream: str = "http://127.0.0.1:9/simple/",
-            auth: tuple[str, str] | None = None) -> Iterator[str]:
-    """Serve ``index_dir``; yields the server's base URL (``http://127.0.0.1:PORT``)."""
+            auth: tuple[str, str] | None = None, stdout: Path | None = None) -> Iterator[str]:
+    """Serve ``index_dir``; yields the server's base URL (``http://127.0.0.1:PORT``). ``stdout``:
+    a file that gets what the server prints there (its access log)."""
     port = free_port()
     env = {**os.environ, "FACTORY_INDEX_DIR": str(index_dir), "FACTORY_STATE_DIR": str(state_dir),
            "FACTORY_UPSTREAM": upstream}
+    out = stdout.open("w") if stdout else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "factory", "serve", "--port", str(port), *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=out, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -44,3 +46,5 @@ def running(index_dir: Path, state_dir: Path, *args: str, upstream: str = "http:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        if stdout:
+            out.close()  # type: ignore[union-attr]
