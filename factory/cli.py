@@ -311,6 +311,33 @@ def _when(ts: float | None) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+CELL_STYLE = {"served": "green", "not-needed": "dim", "excluded": "dim", "queued": "cyan", "building": "blue",
+              "waiting": "cyan", "failed": "red", "refused": "magenta", "lacking": "yellow"}
+
+
+def cmd_coverage(args: argparse.Namespace, cfg: config.Config) -> int:
+    from factory import coverage
+
+    cfg = _narrowed(args, cfg)
+    targets = every_target(cfg.archs, cfg.pythons)
+    reports = [coverage.of_file(path, cfg, targets, queue=args.queue) for path in args.files]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict(), indent=2))
+        return 0
+    for report in reports:
+        table = Table(title=f"{report.file} ({report.kind})", title_justify="left")
+        for column in ("pin", *report.targets, "detail"):
+            table.add_column(column, overflow="fold")
+        for pin in report.pins:
+            cells = [f"[{CELL_STYLE[c]}]{c}[/{CELL_STYLE[c]}]" for c in pin.cells.values()]
+            table.add_row(f"{pin.name}=={pin.version}", *cells, pin.detail)
+        out.print(table)
+        for line in report.unpinned:
+            err.print(f"  not measured (no exact version): {line}", soft_wrap=True)
+        out.print(report.headline, soft_wrap=True)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, cfg: config.Config) -> int:
     from factory.index.manifest import coverage, missing_targets
     from factory.queue.ledger import Ledger
@@ -766,6 +793,15 @@ def parser() -> argparse.ArgumentParser:
     fm.add_argument("--fallback", choices=["project", "version", "none"], help="the server's fallback (see serve)")
     fm.add_argument("--poll", type=float, default=1.0, metavar="SECONDS", help="how often idle workers look (default 1)")
     fm.set_defaults(func=cmd_farm)
+
+    cv = sub.add_parser("coverage", help="which pins of a requirements file, uv.lock or pylock.toml the index serves")
+    cv.add_argument("files", nargs="+", type=Path, metavar="FILE", help="requirements.txt, uv.lock or pylock.toml")
+    cv.add_argument("--arch", action="append", choices=ARCHITECTURES, help="only this architecture (repeatable)")
+    cv.add_argument("--python", action="append", help="only this CPython, e.g. 3.13 (repeatable)")
+    cv.add_argument("--queue", action="store_true",
+                    help="queue a build of every pin that lacks a target and is not in the queue (origin: the file's name)")
+    cv.add_argument("--json", action="store_true")
+    cv.set_defaults(func=cmd_coverage)
 
     s = sub.add_parser("status", help="the queue: counts by state, most wanted, recent failures")
     s.add_argument("--json", action="store_true")

@@ -7,6 +7,7 @@ alone: adding some would turn on hash checking for the whole file."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -18,37 +19,61 @@ _OPTION_START = re.compile(r"\s--?[a-z]")
 
 def rewrite(text: str, ours: Ours) -> tuple[str, list[Pin]]:
     """The file with our hashes added; and each pin we serve, with what changed."""
-    lines = text.splitlines(keepends=True)
     out: list[str] = []
     pins: list[Pin] = []
-    i = 0
-    while i < len(lines):
-        group = [lines[i]]  # one logical line: physical lines joined by a trailing backslash
-        while group[-1].rstrip("\r\n").endswith("\\") and i + len(group) < len(lines):
-            group.append(lines[i + len(group)])
-        i += len(group)
+    for group in logical_lines(text):
         out += _with_ours(group, ours, pins)
     return "".join(out), pins
 
 
-def _pinned(logical: str) -> tuple[str, str] | None:
-    """(name, version) of a ``NAME==VERSION`` requirement line, else None."""
+def logical_lines(text: str) -> Iterator[list[str]]:
+    """The file's logical lines, each as its physical lines (joined by a trailing backslash),
+    newlines kept."""
+    lines = text.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        group = [lines[i]]
+        while group[-1].rstrip("\r\n").endswith("\\") and i + len(group) < len(lines):
+            group.append(lines[i + len(group)])
+        i += len(group)
+        yield group
+
+
+def joined(group: list[str]) -> str:
+    """A logical line as one string."""
+    return " ".join(line.rstrip("\r\n").removesuffix("\\") for line in group)
+
+
+def requirement(logical: str) -> Requirement | None:
+    """The requirement a logical line states (its options, such as ``--hash``, left out); None
+    for comments, blank lines, option lines and what is no requirement."""
     text = logical.split(" #", 1)[0].strip()
     if not text or text.startswith(("#", "-")):
         return None
     match = _OPTION_START.search(text)
     try:
-        requirement = Requirement(text[: match.start()] if match else text)
+        return Requirement(text[: match.start()] if match else text)
     except InvalidRequirement:
         return None
-    specs = list(requirement.specifier)
-    if requirement.url or len(specs) != 1 or specs[0].operator not in ("==", "==="):
+
+
+def exact_version(found: Requirement) -> str | None:
+    """The version a ``NAME==VERSION`` requirement pins, else None (a range, a URL, a wildcard)."""
+    specs = list(found.specifier)
+    if found.url or len(specs) != 1 or specs[0].operator not in ("==", "===") or specs[0].version.endswith(".*"):
         return None
-    return requirement.name, specs[0].version
+    return specs[0].version
+
+
+def _pinned(logical: str) -> tuple[str, str] | None:
+    """(name, version) of a ``NAME==VERSION`` requirement line, else None."""
+    found = requirement(logical)
+    version = exact_version(found) if found is not None else None
+    return (found.name, version) if found is not None and version is not None else None
 
 
 def _with_ours(group: list[str], ours: Ours, pins: list[Pin]) -> list[str]:
-    logical = " ".join(line.rstrip("\r\n").removesuffix("\\") for line in group)
+    logical = joined(group)
     pinned = _pinned(logical)
     if pinned is None:
         return group

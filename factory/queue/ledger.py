@@ -714,6 +714,10 @@ class Ledger:
                              "GROUP BY failure_class ORDER BY count(*) DESC").fetchall()
         return {str(c): int(n) for c, n in rows}
 
+    def requests_of(self, project: str) -> list[Item]:
+        """Every request of ``project``, each version's."""
+        return self._items("WHERE project = ? ORDER BY id", [project])
+
     def get(self, project: str, version: str) -> Item | None:
         found = self._items("WHERE project = ? AND version = ?", [project, version])
         return found[0] if found else None
