@@ -571,7 +571,8 @@ def cmd_upload(args: argparse.Namespace, cfg: config.Config) -> int:
     if not url:
         raise FactoryError("say where to upload: factory upload REPOSITORY_URL (or set upload-to)")
     selection = Selection(projects=tuple(args.project or ()), since=args.since)
-    report = upload(cfg.index_dir, cfg.state_dir, url, selection, simple_url=args.simple_url, jobs=args.jobs,
+    simple_url = args.simple_url or (cfg.upload_simple_url if not args.repository else None) or None
+    report = upload(cfg.index_dir, cfg.state_dir, url, selection, simple_url=simple_url, jobs=args.jobs,
                     timeout=cfg.http_timeout, say=_say if args.verbose else None)
     if args.json:
         print(json.dumps({"target": report.target, "ok": report.ok,
@@ -863,7 +864,8 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("repository", nargs="?", metavar="REPOSITORY_URL", help="its upload URL (default: upload-to)")
     up.add_argument("--project", action="append", metavar="NAME", help="only this project (repeatable)")
     up.add_argument("--since", metavar="WHEN", help="only files published at or after WHEN (ISO 8601, UTC)")
-    up.add_argument("--simple-url", metavar="URL", help="the repository's simple index (default: found beside "
+    up.add_argument("--simple-url", metavar="URL", help="the repository's simple index (default: "
+                                                        "upload-simple-url for upload-to; else found beside "
                                                         "REPOSITORY_URL, +simple/ or simple/)")
     up.add_argument("-j", "--jobs", type=_positive, default=4, help="uploads at a time (default 4)")
     up.add_argument("--json", action="store_true", help="every file's outcome as JSON")

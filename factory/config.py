@@ -185,6 +185,8 @@ class Config:
                                      _local_label)
     upload_to: str = setting(lambda: "", "a hosted repository's upload URL (devpi, Artifactory, Nexus, ...): where "
                              "`factory upload` sends by default, and the farm after each publish", _optional_http)
+    upload_simple_url: str = setting(lambda: "", "that repository's simple index, where it is not found beside "
+                                     "upload-to (+simple/ or simple/)", _optional_http)
     trusted_proxies: tuple[str, ...] = setting(lambda: (), "addresses or networks of proxies (a repository manager) "
                                                "whose X-Forwarded-For and X-Forwarded-User-Agent `factory serve` "
                                                "believes", _networks)

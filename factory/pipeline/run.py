@@ -363,10 +363,11 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
 
 
 def _mirrored_sdist(path: Path, release: resolve.Release, recipe: recipes.Recipe) -> DistFile | None:
-    """The upstream sdist a build used, to publish beside its wheels: not a recipe's pinned source
-    that is no sdist of this release, and not for a remediated build (its sdist is the unpatched
-    source, which ``--no-binary`` users would otherwise get)."""
-    if recipe.remediation:
+    """The upstream sdist a build used, to publish beside its wheels: only where the wheels were
+    built from exactly it. Not a recipe's pinned source (no upstream sdist, its hash checked
+    against the recipe only), and not for a build the recipe patches (``--no-binary`` users would
+    get the unpatched source: for a remediation, the vulnerable one)."""
+    if recipe.remediation or recipe.patches or recipe.source is not None:
         return None
     try:
         name, version = parse_sdist_filename(path.name)

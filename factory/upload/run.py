@@ -269,5 +269,5 @@ def after_publish(cfg: Config, filenames: Iterable[str], say: Callable[[str], No
     names = tuple(filenames)
     if not cfg.upload_to or not names:
         return None
-    return upload(cfg.index_dir, cfg.state_dir, cfg.upload_to, Selection(files=names), timeout=cfg.http_timeout,
-                  say=say)
+    return upload(cfg.index_dir, cfg.state_dir, cfg.upload_to, Selection(files=names),
+                  simple_url=cfg.upload_simple_url or None, timeout=cfg.http_timeout, say=say)

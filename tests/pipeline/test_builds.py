@@ -53,8 +53,10 @@ def test_c_extension_calling_libm_and_stat_meets_manylinux_2_28(config, tmp_path
     assert glibc_of(wheel.policy) <= MAX_GLIBC
     # What the record says is what the index has, byte for byte.
     with Manifest(config.index_dir / "manifest.sqlite3") as manifest:
-        (entry,) = manifest.files("fixture-cext")
-    assert entry.sha256 == wheel.sha256 and entry.filename == wheel.filename
+        entries = {e.filename: e for e in manifest.files("fixture-cext")}
+    assert set(entries) == {wheel.filename, "fixture_cext-1.0.0.tar.gz"}  # the wheel beside its sdist
+    assert entries[wheel.filename].sha256 == wheel.sha256
+    assert entries["fixture_cext-1.0.0.tar.gz"].sha256 == record.source.sha256
     assert record.images[0].arch == "x86_64" and record.images[0].id
     assert 'repair-wheel-command = "factory-repair' in record.cibuildwheel_config
     assert set(record.durations) >= {"resolve", "fetch", "unpack", "build", "repair", "publish"}

@@ -53,7 +53,8 @@ def _a_miss_becomes_our_signed_wheel(config, tmp_path, repository):
            "FACTORY_STATE_DIR": str(config.state_dir), "FACTORY_RECIPES_DIR": str(config.recipes_dir),
            "FACTORY_ARCHS": "x86_64", "FACTORY_PYTHONS": "3.11", "FACTORY_LEASE_SECONDS": "60",
            # upload-to: what the farm publishes goes to a hosted repository too
-           "FACTORY_UPLOAD_TO": repository.url, "FACTORY_UPLOAD_USERNAME": "ci", "FACTORY_UPLOAD_PASSWORD": "s3cret"}
+           "FACTORY_UPLOAD_TO": repository.url, "FACTORY_UPLOAD_USERNAME": "ci", "FACTORY_UPLOAD_PASSWORD": "s3cret",
+           "FACTORY_UPLOAD_SIMPLE_URL": repository.simple_url}
     farm = subprocess.Popen([sys.executable, "-m", "factory", "farm", "-w", "1", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -96,6 +97,7 @@ def _a_miss_becomes_our_signed_wheel(config, tmp_path, repository):
     finally:
         if farm.poll() is None:
             farm.kill()
+        print(farm.communicate()[1][-20000:])  # what the farm said: shown when the test fails
     final = json.loads((config.state_dir / "farm.json").read_text())
     assert not any(pid_alive(child["pid"]) for child in final.values() if child["pid"])
     with Ledger(str(config.state_dir / "queue.sqlite3")) as ledger:

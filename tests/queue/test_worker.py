@@ -93,7 +93,8 @@ def test_a_worker_killed_mid_build_loses_nothing(config, tmp_path):
         item = ledger.get("fixture-cpp", "1.0.0")
     assert (item.state, item.attempts) == ("built", 2)
     with Manifest(config.index_dir / "manifest.sqlite3") as manifest:
-        assert len(manifest.files("fixture-cpp")) == 1  # built and published exactly once
+        files = [e.filename for e in manifest.files("fixture-cpp")]
+    assert len(files) == 2 and "fixture_cpp-1.0.0.tar.gz" in files  # one wheel and its sdist, published once
     assert [r.status for r in load_all(config.records_dir, "fixture-cpp")] == ["built"]
 
 

@@ -46,8 +46,10 @@ def sigstore_cli(stack, wheel, identity, issuer):
 
 def test_published_wheels_carry_a_bundle_the_sigstore_cli_accepts(signed, sigstore_stack, config):
     record, wheel = signed
-    (signature,) = record.signatures
-    assert signature.filename == wheel.name and signature.log_index >= 0
+    # The wheel, and the sdist it was built from, each signed once.
+    assert sorted(s.filename for s in record.signatures) == sorted([wheel.name, "fixture_cext-1.0.0.tar.gz"])
+    (signature,) = [s for s in record.signatures if s.filename == wheel.name]
+    assert signature.log_index >= 0
     assert (signature.identity, signature.issuer) == ("factory@localhost", sigstore_stack.issuer)
     assert record.durations["sign"] > 0
     ok = sigstore_cli(sigstore_stack, wheel, "factory@localhost", sigstore_stack.issuer)
@@ -73,7 +75,7 @@ def test_the_index_advertises_pep740_provenance(signed, config):
 
     record, wheel = signed
     page = json.loads((config.index_dir / "simple" / "fixture-cext" / "index.json").read_text())
-    (entry,) = page["files"]
+    (entry,) = [f for f in page["files"] if f["filename"] == wheel.name]
     assert entry["provenance"] == entry["url"] + ".provenance"  # relative, like the file link (no base-url)
     assert "_factory-unsigned" not in entry
     html = (config.index_dir / "simple" / "fixture-cext" / "index.html").read_text()
@@ -174,6 +176,8 @@ def test_unsigned_only_where_the_config_allows_it(config):
                       env={"FACTORY_ALLOW_UNSIGNED": "true", "FACTORY_RECIPES_DIR": str(config.recipes_dir),
                            "FACTORY_ARCHS": "x86_64", "FACTORY_PYTHONS": "3.11"})
     assert allowed.returncode == 0, allowed.stderr
-    (entry,) = json.loads((config.index_dir / "simple" / "fixture-pure" / "index.json").read_text())["files"]
-    assert entry["provenance"] is None and entry["_factory-unsigned"] is True  # the index says so
+    files = json.loads((config.index_dir / "simple" / "fixture-pure" / "index.json").read_text())["files"]
+    assert [f["filename"] for f in files] == ["fixture_pure-1.0.0-py3-none-any.whl", "fixture_pure-1.0.0.tar.gz"]
+    for entry in files:  # the wheel and its sdist: the index says neither is signed
+        assert entry["provenance"] is None and entry["_factory-unsigned"] is True
     assert 'data-factory-unsigned="true"' in (config.index_dir / "simple" / "fixture-pure" / "index.html").read_text()
