@@ -166,11 +166,12 @@ def cmd_images(args: argparse.Namespace, cfg: config.Config) -> int:
         for name in images.prune(cfg):
             out.print(f"removed {name}")
         return 0
-    for arch in args.arch or cfg.archs:
-        if args.action == "tag":
+    arches = args.arch or cfg.archs
+    if args.action == "tag":
+        for arch in arches:
             out.print(images.spec_for(cfg, arch).tag)
-            continue
-        image = images.ensure(cfg, arch, _say)
+        return 0
+    for arch, image in images.ensure_all(cfg, arches, _say).items():
         out.print(f"{arch}: {image.tag} ({image.id[:12]})")
     return 0
 

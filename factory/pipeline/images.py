@@ -15,6 +15,7 @@ certificates, the Pythons, the suite), so ``ensure`` is cheap when nothing did.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -264,6 +265,18 @@ def ensure(config: Config, arch: str, say: Log = lambda _: None) -> BuilderImage
         size = podman.podman("image", "inspect", "--format", "{{.Size}}", spec.tag).stdout.strip()
         say(f"builder image {spec.tag} made in {time.monotonic() - started:.0f} s ({int(size) / 1e9:.2f} GB)")
     return BuilderImage(spec, podman.image_id(spec.tag))
+
+
+def ensure_all(config: Config, arches: Sequence[str], say: Log = lambda _: None) -> dict[str, BuilderImage]:
+    """``ensure`` for each of ``arches``, side by side: an emulated image's build is bound by one
+    QEMU-run core, the native one's mostly by apt and the mirror, so together they take about as
+    long as the slower alone. Each progress line names its architecture."""
+    if len(arches) < 2:
+        return {arch: ensure(config, arch, say) for arch in arches}
+    with concurrent.futures.ThreadPoolExecutor(len(arches)) as pool:
+        futures = {arch: pool.submit(ensure, config, arch, lambda line, arch=arch: say(f"{arch}: {line}"))
+                   for arch in arches}
+        return {arch: future.result() for arch, future in futures.items()}
 
 
 def with_packages(config: Config, image: BuilderImage, packages: Sequence[str], why: Mapping[str, str],

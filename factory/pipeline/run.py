@@ -263,7 +263,7 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
         declared = requirements.static(tree, recipe)
 
     with clock.stage("images"):
-        bases = {arch: images.ensure(config, arch, say) for arch in dict.fromkeys(t.arch for t in planned.todo)}
+        bases = images.ensure_all(config, tuple(dict.fromkeys(t.arch for t in planned.todo)), say)
     inferrer = sysdeps.Inferrer(config, work, recipe.system_packages)
     for round_ in range(sysdeps.MAX_ROUNDS + 1):  # a build missing a system library learns it, and again
         with clock.stage("images"):
