@@ -22,7 +22,8 @@ from factory.sigstore_stack.errors import (
     TokenRejected,
     TokenRequestFailed,
 )
-from factory.sigstore_stack.stack import LocalSigstore, fetch_identity_token, serve
+from factory.sigstore_stack.client import fetch_identity_token
+from factory.sigstore_stack.stack import LocalSigstore, serve
 
 __all__ = [
     "BadIdentity",

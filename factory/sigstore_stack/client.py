@@ -33,6 +33,8 @@ RUNNING = "running.json"
 TRUST_CONFIG = "trust_config.json"
 #: What a proof of possession signs before the client's challenge (never a certificate's bytes).
 PROOF_CONTEXT = b"factory sigstore stack: proof of the CA key\n"
+#: The shortest token secret a stack accepts: a shorter one could be guessed.
+MIN_SECRET = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +132,6 @@ def identity_token(state_dir: Path, override: str, secret_path: Path, email: str
     """An identity token for ``email`` from the stack of ``state_dir``, once it proved itself.
 
     Raises ``StackNotRunning``, ``NotOurStack`` or ``TokenRequestFailed``."""
-    from factory.sigstore_stack.stack import MIN_SECRET, fetch_identity_token
-
     pin = pinned(state_dir)
     try:
         secret = secret_path.read_text().strip()
@@ -143,3 +143,24 @@ def identity_token(state_dir: Path, override: str, secret_path: Path, email: str
     url = locate(state_dir, override)
     prove(url, pin)
     return fetch_identity_token(url, email, secret)
+
+
+def fetch_identity_token(stack_url: str, email: str, secret: str, *, lifetime: int = 600) -> str:
+    """An identity token for ``email`` from the stack running at ``stack_url``, which hands them
+    only to whoever shows its ``token.secret``.
+
+    Raises ``TokenRequestFailed`` if the stack cannot be reached or refuses."""
+    try:
+        response = httpx.post(f"{stack_url.rstrip('/')}/oidc/token", json={"email": email, "lifetime": lifetime},
+                              headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+    except httpx.HTTPError as e:
+        raise TokenRequestFailed(f"cannot reach the sigstore stack at {stack_url}: {e}") from e
+    if response.status_code != 200:
+        raise TokenRequestFailed(f"the sigstore stack refused a token ({response.status_code}): {response.text}")
+    try:
+        token = response.json()["id_token"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise TokenRequestFailed(f"the sigstore stack answered without a token: {response.text[:200]}") from e
+    if not isinstance(token, str):
+        raise TokenRequestFailed("the sigstore stack answered without a token")
+    return token

@@ -28,12 +28,10 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-import httpx
-
 from factory.plumbing.files import write_text
 from factory.sigstore_stack.ca import CertificateAuthority, load_or_create_root
-from factory.sigstore_stack.client import RUNNING
-from factory.sigstore_stack.errors import StackError, StackNotStarted, StateDirBusy, StateDirCorrupt, TokenRequestFailed
+from factory.sigstore_stack.client import MIN_SECRET, RUNNING
+from factory.sigstore_stack.errors import StackError, StackNotStarted, StateDirBusy, StateDirCorrupt
 from factory.sigstore_stack.handler import Handler, Services, StackServer
 from factory.sigstore_stack.keys import load_or_create_key
 from factory.sigstore_stack.oidc import OidcIssuer
@@ -41,8 +39,6 @@ from factory.sigstore_stack.rekor import TransparencyLog
 from factory.sigstore_stack.trust import client_trust_config, write_trust_config
 
 LOG_NAME = "factory-sigstore"
-#: The shortest token secret the stack accepts (it writes 64 hex digits).
-MIN_SECRET = 32
 
 
 class _StackServerV6(StackServer):
@@ -207,24 +203,3 @@ def serve(state_dir: Path, host: str, port: int, say: Callable[[str], None]) -> 
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def fetch_identity_token(stack_url: str, email: str, secret: str, *, lifetime: int = 600) -> str:
-    """An identity token for ``email`` from the stack running at ``stack_url``, which hands them
-    only to whoever shows its ``token.secret``.
-
-    Raises ``TokenRequestFailed`` if the stack cannot be reached or refuses."""
-    try:
-        response = httpx.post(f"{stack_url.rstrip('/')}/oidc/token", json={"email": email, "lifetime": lifetime},
-                              headers={"Authorization": f"Bearer {secret}"}, timeout=30)
-    except httpx.HTTPError as e:
-        raise TokenRequestFailed(f"cannot reach the sigstore stack at {stack_url}: {e}") from e
-    if response.status_code != 200:
-        raise TokenRequestFailed(f"the sigstore stack refused a token ({response.status_code}): {response.text}")
-    try:
-        token = response.json()["id_token"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise TokenRequestFailed(f"the sigstore stack answered without a token: {response.text[:200]}") from e
-    if not isinstance(token, str):
-        raise TokenRequestFailed("the sigstore stack answered without a token")
-    return token
