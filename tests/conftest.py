@@ -27,7 +27,8 @@ FIXTURES = ["fixture-pure", "fixture-cext", "fixture-cpp", "fixture-newglibc", "
             "fixture-gnuc", "fixture-needsyaml", "fixture-network", "fixture-tool", "fixture-uses-tool",
             "fixture-broken-tool", "fixture-uses-broken-tool", "fixture-hatch", "fixture-flit", "fixture-self",
             "fixture-rust", "fixture-fallback", "fixture-pkgconfig", "fixture-config",
-            "fixture-nosuchheader"]
+            "fixture-nosuchheader", "fixture-scm", "fixture-poetry", "fixture-pdm", "fixture-meson",
+            "fixture-skbuild", "fixture-sneaky"]
 #: Fixture build tools the upstream also offers as wheels: resolution reads wheel metadata only.
 TOOL_WHEELS = ["fixture-tool", "fixture-broken-tool", "fixture-self"]
 

@@ -5,8 +5,8 @@ Python of that architecture in one container (abi3 wheels are then built once). 
 the whole cibuildwheel configuration and always passes ``--config-file``, so a project's own
 ``[tool.cibuildwheel]`` (and its shell hooks) is never obeyed; ``CIBW_*`` variables from the
 caller's environment are dropped too. Containers run with ``--runtime runc``, no host mount and
-no network: pip in them finds the build requirements in factory's own index, mounted read-only,
-pinned by a constraints file (see buildenv.py). Debian packages a recipe names are in the image
+no network: they see exactly the build's pinned wheels, taken from factory's own index, which
+pip has as its only index, pinned by a constraints file too (see buildenv.py). Debian packages a recipe names are in the image
 already (images.with_packages), so nothing is fetched during a build.
 
 When that one run fails, each Python is built on its own, so that one failing target does not

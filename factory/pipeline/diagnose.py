@@ -95,8 +95,9 @@ def classify(log: str, what: str) -> BuildFailure:
     if m := _NO_BUILD_DEP.search(log):
         return BuildFailure(
             FailureClass.BUILD_REQUIREMENTS,
-            f"{what}: build requirement {m.group(1)} is not in factory's index: the backend asked for it while "
-            "building, not when asked for its requirements; add it to the recipe's [build-requires] extra",
+            f"{what}: build requirement {m.group(1)} is not among the build's pins (a build is offered those "
+            "and nothing else): the backend asked for it while building, not when asked for its requirements; "
+            "add it to the recipe's [build-requires] extra",
             log_tail=kept,
         )
     errors = [m.group(1).strip() for line in log.splitlines() if (m := _ERROR_LINE.search(line))]

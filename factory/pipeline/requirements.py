@@ -42,7 +42,7 @@ from factory.config import Config
 from factory.failures import BuildFailure, FactoryError, FailureClass
 from factory.index.manifest import Manifest
 from factory.pipeline import discover
-from factory.pipeline.buildenv import BuildEnvironment
+from factory.pipeline.buildenv import BuildEnvironment, Offered
 from factory.pipeline.fetch import download
 from factory.pipeline.images import BuilderImage
 from factory.pipeline.record import BuildInput, Origin
@@ -376,16 +376,22 @@ def prepare(release: Release, recipe: Recipe, tree: SourceTree, declared_: Seque
         return lambda excluded: tuple(pin for p in pythons for pin in resolver.resolve(
             requirements, cutoffs[p], p, policy.seed, excluded))
 
+    def environment(pins: Sequence[Pin]) -> tuple[BuildEnvironment, tuple[BuildInput, ...]]:
+        """What the build container may install for ``pins``, and nothing else."""
+        seeds = _seeds(pins, config, client, targets)
+        found = inputs(pins, config.index_dir, config.index_url, targets, [seed for _, seed in seeds])
+        offered = [Offered(i.name, i.uri.removeprefix(config.index_url), i.sha256) for i in found
+                   if i.origin is Origin.FACTORY]
+        return BuildEnvironment.write(work / "buildenv", config.index_dir, constraints(pins), offered,
+                                      [path for path, _ in seeds]), found
+
     pins = _ready(release, resolve(declared_), config, targets, client, floor)
-    env = BuildEnvironment.write(work / "buildenv", config.index_dir, constraints(pins),
-                                 [path for path, _ in _seeds(pins, config, client, targets)])
+    env, _ = environment(pins)
     found = discover.discover(tree, recipe, image, pythons, env, config.cache_dir, work, label, config.build_timeout)
     wanted = requested(found, policy)
     refuse_rust(wanted, tree)
     pins = _ready(release, resolve(wanted), config, targets, client, floor)
-    seeds = _seeds(pins, config, client, targets)
-    env = BuildEnvironment.write(work / "buildenv", config.index_dir, constraints(pins), [path for path, _ in seeds])
-    found_inputs = inputs(pins, config.index_dir, config.index_url, targets, [seed for _, seed in seeds])
+    env, found_inputs = environment(pins)
     return Prepared(wanted, pins, cutoffs, floor, env, found_inputs)
 
 

