@@ -1,5 +1,6 @@
 """The real pipeline end to end: podman, cibuildwheel, zig, auditwheel, the index, pip."""
 
+import json
 import math
 import os
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 from conftest import assert_not_published, clean_venv, pip_install
 
 from factory.index.manifest import Manifest
+from factory.pipeline import bootstrap
 from factory.pipeline.request import parse_request
 from factory.pipeline.run import run
 from factory.targets import MAX_GLIBC, glibc_of
@@ -131,3 +133,21 @@ def test_the_host_gate_trusts_no_tag_the_container_wrote(config, tmp_path):
     pure.write_bytes(stored.read_bytes())
     with pytest.raises(BuildFailure, match="tagged pure but carries compiled code"):
         check(pure, "fixture-cext", Version("1.0.0"))
+
+
+def test_cpython_314_gets_compiled_wheels_and_status_names_the_pythons(config, tmp_path):
+    # 3.14 comes from Debian sid; its build tools are resolved no older than 3.14 itself.
+    cfg = config.replace(pythons=("3.11", "3.14"))
+    node = bootstrap.build(parse_request("fixture-cext==1.0.0"), cfg)
+    assert node.ok, f"{node.record.failure_class}: {node.record.reason}\n{node.record.log_tail}"
+    targets = {str(t.target): t.status for t in node.record.targets}
+    assert targets == {"cp311-x86_64": "built", "cp314-x86_64": "built"}  # each imported in its own container
+    wheels = sorted(f for f in node.record.published if f.endswith(".whl"))
+    assert [w.split("-")[2] for w in wheels] == ["cp311", "cp314"]
+    assert all("manylinux_2_28_x86_64" in w for w in wheels)
+    env = {**os.environ, "FACTORY_UPSTREAM": cfg.upstream, "FACTORY_INDEX_DIR": str(cfg.index_dir),
+           "FACTORY_STATE_DIR": str(cfg.state_dir), "FACTORY_RECIPES_DIR": str(cfg.recipes_dir)}
+    status = subprocess.run([sys.executable, "-m", "factory", "status", "--json"], capture_output=True, text=True,
+                            env=env)
+    pythons = json.loads(status.stdout)["index"]["fixture-cext"]["pythons"]
+    assert (pythons["3.11"], pythons["3.13"], pythons["3.14"]) == (["x86_64"], [], ["x86_64"])
