@@ -2,8 +2,10 @@
 Debian's Contents index, the package chosen by rules a person can read, installed, and the build
 tried again. Real builds with no recipe, on both architectures; the real mirror's index."""
 
+import base64
 import gzip
 import io
+import json
 import subprocess
 import sys
 
@@ -98,20 +100,36 @@ def test_a_library_found_through_pkg_config_is_installed_by_itself(config, tmp_p
 
 
 @pytest.mark.container
-def test_pyyaml_finds_libyaml_without_its_recipe_naming_it(config, tmp_path):
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_pyyaml_finds_libyaml_without_its_recipe_naming_it(config, tmp_path, arch, request):
+    request.getfixturevalue("arm64_image" if arch == "aarch64" else "builder_image")
+    cfg = config.replace(archs=(arch,))
     recipe = (PROJECT_ROOT / "recipes" / "pyyaml.toml").read_text()
-    (config.recipes_dir / "pyyaml.toml").write_text(recipe.replace('system-packages = ["libyaml-dev"]\n', ""))
+    assert 'system-packages = ["libyaml-dev"]\n' in recipe
+    # The rest of the recipe stays: PYYAML_FORCE_LIBYAML, and the test that loads with yaml.CLoader in a
+    # clean container of the target (under QEMU for aarch64), where Debian's libyaml is not installed.
+    (cfg.recipes_dir / "pyyaml.toml").write_text(recipe.replace('system-packages = ["libyaml-dev"]\n', ""))
     from factory.pipeline.bootstrap import build
 
-    node = build(parse_request("pyyaml==6.0.3"), config)
+    node = build(parse_request("pyyaml==6.0.3"), cfg)
     assert node.ok, f"{node.record.failure_class}: {node.record.reason}\n{node.record.log_tail}"
     (package,) = node.record.system_packages
     assert package.name == "libyaml-dev" and "header yaml.h not found" in package.why
-    python = clean_venv(tmp_path / "venv")
-    assert pip_install(python, config.index_dir, "pyyaml==6.0.3").returncode == 0
-    done = subprocess.run([str(python), "-c", "import yaml; print(yaml.load('a: 1', Loader=yaml.CLoader))"],
-                          capture_output=True, text=True)
-    assert done.stdout.strip() == "{'a': 1}", done.stderr
+    (wheel,) = [f for f in node.record.published if f.endswith(".whl")]
+    assert f"manylinux_2_28_{arch}" in wheel
+    # The provenance names the package with its Debian version, and why it was installed.
+    bundle = next(cfg.index_dir.rglob(wheel + ".sigstore.json"))
+    statement = json.loads(base64.b64decode(json.loads(bundle.read_text())["dsseEnvelope"]["payload"]))
+    (deb,) = [d for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+              if d["name"] == "system-package"]
+    assert deb["uri"] == f"pkg:deb/debian/libyaml-dev@{package.version}" and package.version
+    assert deb["annotations"]["why"] == package.why
+    if arch == "x86_64":  # a host venv runs x86_64 only
+        python = clean_venv(tmp_path / "venv")
+        assert pip_install(python, cfg.index_dir, "pyyaml==6.0.3").returncode == 0
+        done = subprocess.run([str(python), "-c", "import yaml; print(yaml.load('a: 1', Loader=yaml.CLoader))"],
+                              capture_output=True, text=True)
+        assert done.stdout.strip() == "{'a': 1}", done.stderr
 
 
 def _env(cfg):
