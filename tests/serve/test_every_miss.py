@@ -120,3 +120,28 @@ def test_a_client_the_index_has_no_file_for_is_a_miss_naming_its_target(index, t
                             env={**isolated_pip_env(), "FACTORY_STATE_DIR": str(state), "FACTORY_INDEX_DIR": str(index)})
     wanted = json.loads(status.stdout)["missing_targets"]
     assert wanted[0]["target"] == "cp311-x86_64" and wanted[0]["projects"] == ["demo-new==1.0"]
+
+
+def test_a_client_on_another_platform_is_a_miss_naming_its_target(index, tmp_path):
+    """pip's own User-Agent, as pip on an aarch64 machine with CPython 3.13 sends it: demo-new has
+    a cp313 wheel for x86_64 only, so that client finds no file and the miss names its target."""
+    said = subprocess.run([sys.executable, "-W", "ignore", "-c", "from pip._internal.network.session import "
+                           "user_agent; print(user_agent())"], capture_output=True, text=True, check=True)
+    installer, _, facts = said.stdout.strip().partition(" ")
+    data = json.loads(facts)
+    data.update(cpu="aarch64", python="3.13.1", implementation={"name": "CPython", "version": "3.13.1"})
+    agent = f"{installer} {json.dumps(data)}"
+    state = tmp_path / "state"
+    with running(index, state, "--no-fallback") as url:
+        page = httpx.get(f"{url}/simple/demo-new/", headers={"User-Agent": agent, "Accept": JSON})
+        assert page.status_code == 200 and len(page.json()["files"]) == 1  # the x86_64 wheel, no use to it
+        item = ledger_has(state, "demo-new", "1.0")
+        # And an x86_64 client on 3.13 is served: no miss for it.
+        data.update(cpu="x86_64")
+        assert httpx.get(f"{url}/simple/demo-new/", headers={"User-Agent": f"{installer} {json.dumps(data)}"}) \
+            .status_code == 200
+    records = [json.loads(line) for line in (state / "misses.jsonl").read_text().splitlines()]
+    (miss,) = [r for r in records if r["kind"] == "no-compatible-file"]
+    assert (miss["project"], miss["version"], miss["target"]) == ("demo-new", "1.0", "cp313-aarch64")
+    assert miss["tag"].startswith("cp313-cp313-manylinux_2_") and miss["tag"].endswith("_aarch64")
+    assert item.state == "queued"
