@@ -59,7 +59,7 @@ def _a_miss_becomes_our_signed_wheel(config, tmp_path, repository):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(url), 30, "the farm's server")
+        wait_for(lambda: _answers(url), 60, "the farm's server")
         # Not in the index: pip gets it from the upstream, and the miss is queued as it happens.
         first = clean_venv(tmp_path / "first")
         got = pip(first, url, "fixture-pure")
@@ -75,7 +75,7 @@ def _a_miss_becomes_our_signed_wheel(config, tmp_path, repository):
         assert "fixture-pure" in httpx.get(f"{url}/status/").text  # the status site knows
         # ... and the hosted repository got what was published, byte for byte.
         published = published_files(config.index_dir, "fixture-pure", "1.0.0")
-        wait_for(lambda: set(published) <= set(repository.files), 30, "the upload after publishing")
+        wait_for(lambda: set(published) <= set(repository.files), 60, "the upload after publishing")
         for name in published:
             (path,) = config.index_dir.rglob(name)
             assert repository.files[name] == path.read_bytes()
@@ -84,7 +84,7 @@ def _a_miss_becomes_our_signed_wheel(config, tmp_path, repository):
         children = json.loads((config.state_dir / "farm.json").read_text())
         worker = children["worker-1"]["pid"]
         os.kill(worker, signal.SIGKILL)
-        wait_for(lambda: json.loads((config.state_dir / "farm.json").read_text())["worker-1"]["restarts"] == 1, 30,
+        wait_for(lambda: json.loads((config.state_dir / "farm.json").read_text())["worker-1"]["restarts"] == 1, 60,
                  "the worker to be started again")
         restarted = json.loads((config.state_dir / "farm.json").read_text())
         assert restarted["worker-1"]["pid"] != worker and pid_alive(restarted["worker-1"]["pid"])

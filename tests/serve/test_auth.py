@@ -1,7 +1,7 @@
 """Failed logins tell nothing and cost little (issue 12, item 4): the same PBKDF2 work whoever an
 attempt names, a bound on how much hashing runs at once, and failures that back off, while a
-client that logged in is served without waiting. Measured in PBKDF2 runs, not in seconds, so
-that a loaded machine cannot make these tests lie."""
+client that logged in is served without waiting. Measured in PBKDF2 runs, not in seconds, and
+on a clock the test turns, so that a loaded machine cannot make these tests lie."""
 
 import asyncio
 import base64
@@ -52,6 +52,21 @@ def test_every_failed_attempt_costs_the_same_whoever_it_names(tmp_path, tokens, 
     assert users.hashes - before == users.work  # verified once, then remembered
 
 
+class TurnedThrottle(Throttle):
+    """A throttle whose clock the test turns: the time the app passes is replaced by ``now``, so a
+    delay has passed when the test says so, however long the requests themselves took."""
+
+    def __init__(self, free: int, base: float) -> None:
+        super().__init__(free=free, base=base)
+        self.now = 0.0
+
+    def wait(self, client: str, now: float) -> float:
+        return super().wait(client, self.now)
+
+    def failed(self, client: str, now: float) -> None:
+        super().failed(client, self.now)
+
+
 def _app(tmp_path, users, throttle):
     index = tmp_path / "index"
     publish(index, [inspect_wheel(make_wheel(tmp_path / "w", "demo", "1.0"))], "")
@@ -76,7 +91,7 @@ def test_a_flood_of_failures_costs_a_few_hashes_and_delays_no_one(tmp_path):
     """200 failed requests once delayed an authenticated one by 26 s: each ran PBKDF2 for every
     token, all of them at once, in the pool the file serving uses."""
     users = Users(users_file(tmp_path, tokens=4), max_hashing=2)
-    throttle = Throttle(free=3, base=30.0)
+    throttle = TurnedThrottle(free=3, base=30.0)  # the clock stands still: the delay never passes
     app = _app(tmp_path, users, throttle)
 
     async def scenario():
@@ -94,27 +109,30 @@ def test_a_flood_of_failures_costs_a_few_hashes_and_delays_no_one(tmp_path):
     assert {r.status_code for r in failed} == {401, 429}
     from_one = [r.status_code for r in failed[:200]]
     assert from_one.count(401) == 3 and from_one.count(429) == 197  # its free failures, then it waits
-    assert int(failed[199].headers["retry-after"]) >= 1
+    assert failed[199].headers["retry-after"] == "30"
     assert hashed <= (3 + 20 + 1) * users.work  # the one client's free tries, one each for the others, the token
     assert users.peak <= 2  # never more PBKDF2 at once than the bound
 
 
 def test_a_client_waits_out_its_backoff_then_tries_again(tmp_path):
     users = Users(users_file(tmp_path))
-    app = _app(tmp_path, users, Throttle(free=1, base=0.5))
+    throttle = TurnedThrottle(free=1, base=0.5)
+    app = _app(tmp_path, users, throttle)
 
     async def attempt(secret):
         before = users.hashes
         answer = await _get(app, "10.0.0.9", _basic("alice", secret))
-        return answer.status_code, users.hashes - before
+        return answer.status_code, users.hashes - before, answer.headers.get("retry-after")
 
     async def scenario():
-        first = await attempt("wrong")  # its one free failure: hashed, and now it must wait
+        first = await attempt("wrong")  # its one free failure: hashed, and now it must wait 0.5 s
         waiting = await attempt("s3cret")  # right, but its delay has not passed: not even hashed
-        await asyncio.sleep(0.6)
-        return first, waiting, await attempt("s3cret")
+        throttle.now = 0.4
+        still = await attempt("s3cret")
+        throttle.now = 0.5  # the delay has passed, to the clock's tick
+        return first, waiting, still, await attempt("s3cret")
 
-    first, waiting, later = asyncio.run(scenario())
-    assert first == (401, 1)
-    assert waiting == (429, 0)
-    assert later == (200, 1)
+    first, waiting, still, later = asyncio.run(scenario())
+    assert first == (401, 1, None)
+    assert waiting == (429, 0, "1") and still == (429, 0, "1")
+    assert later == (200, 1, None)

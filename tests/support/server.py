@@ -33,7 +33,7 @@ def running(index_dir: Path, state_dir: Path, *args: str, upstream: str = "http:
                             stdout=out, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # only how long to wait before failing: a loaded machine starts slowly
         while True:
             try:
                 httpx.get(url + "/", auth=auth, timeout=1)
