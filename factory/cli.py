@@ -65,6 +65,8 @@ def _print_record(record: BuildRecord, cfg: config.Config, header: bool = True) 
             f"[bold]{target.failure_class or ''}[/bold] {target.reason}"
         out.print(f"  {str(target.target):<14} {_styled(target.status, 7)} {detail or target.reason or ''}",
                   soft_wrap=True)
+        for note in target.skipped_checks:
+            out.print(f"  {'':<14} [dim]{note}[/dim]", soft_wrap=True)
     if not record.targets and record.failure_class:
         out.print(f"  [bold]{record.failure_class}[/bold]: {record.reason}", soft_wrap=True)
     timings = "  ".join(f"{k} {v:.1f}s" for k, v in record.durations.items())

@@ -52,6 +52,11 @@ class Arch:
         return f"manylinux_{MAX_GLIBC[0]}_{MAX_GLIBC[1]}_{self.name}"
 
     @property
+    def uv_platform(self) -> str:
+        """uv's ``--python-platform`` for a machine of this architecture within the policy."""
+        return f"{self.name}-manylinux_{MAX_GLIBC[0]}_{MAX_GLIBC[1]}"
+
+    @property
     def platforms(self) -> tuple[str, ...]:
         """Every platform tag a wheel within the policy may carry, newest first."""
         modern = tuple(f"manylinux_2_{minor}_{self.name}" for minor in range(MAX_GLIBC[1], 4, -1))

@@ -28,7 +28,7 @@ FIXTURES = ["fixture-pure", "fixture-cext", "fixture-cpp", "fixture-newglibc", "
             "fixture-broken-tool", "fixture-uses-broken-tool", "fixture-hatch", "fixture-flit", "fixture-self",
             "fixture-rust", "fixture-fallback", "fixture-pkgconfig", "fixture-config",
             "fixture-nosuchheader", "fixture-scm", "fixture-poetry", "fixture-pdm", "fixture-meson",
-            "fixture-skbuild", "fixture-sneaky"]
+            "fixture-skbuild", "fixture-sneaky", "fixture-gate", "fixture-gate-hidden"]
 #: Fixture build tools the upstream also offers as wheels: resolution reads wheel metadata only.
 TOOL_WHEELS = ["fixture-tool", "fixture-broken-tool", "fixture-self"]
 
@@ -144,6 +144,12 @@ def config(request: pytest.FixtureRequest, local_index: LocalIndex, tmp_path: Pa
         shutil.copytree(request.getfixturevalue("tools_index"), cfg.index_dir, symlinks=True)
         rebuild(cfg.index_dir, cfg.page_base_url)  # its pages as this config writes them
     return cfg
+
+
+def factory_env(cfg: factory_config.Config, **extra: str) -> dict[str, str]:
+    """The environment for ``python -m factory`` with ``cfg``'s upstream, index, state and recipes."""
+    return {**os.environ, "FACTORY_UPSTREAM": cfg.upstream, "FACTORY_INDEX_DIR": str(cfg.index_dir),
+            "FACTORY_STATE_DIR": str(cfg.state_dir), "FACTORY_RECIPES_DIR": str(cfg.recipes_dir), **extra}
 
 
 def assert_not_published(cfg: factory_config.Config, project: str) -> None:

@@ -6,8 +6,8 @@ the whole cibuildwheel configuration and always passes ``--config-file``, so a p
 ``[tool.cibuildwheel]`` (and its shell hooks) is never obeyed; ``CIBW_*`` variables from the
 caller's environment are dropped too. Containers run with ``--runtime runc``, no host mount and
 no network: they see exactly the build's pinned wheels, taken from factory's own index, which
-pip has as its only index, pinned by a constraints file too (see buildenv.py). Debian packages a recipe names are in the image
-already (images.with_packages), so nothing is fetched during a build.
+pip has as its only index, pinned by a constraints file too (see buildenv.py). Debian packages a
+recipe names are in the image already (images.with_packages), so nothing is fetched during a build.
 
 When that one run fails, each Python is built on its own, so that one failing target does not
 lose the others. When zig cannot compile a project, the build is retried with the image's gcc;

@@ -13,21 +13,11 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from factory.index.publish import file_path
+from factory.pipeline.record import BuildInput
+
 #: Where build containers see the build's pins, its wheels and their pages, and its seeds.
 CONTEXT_MOUNT = "/factory-build"
-
-
-@dataclasses.dataclass(frozen=True)
-class Offered:
-    """A wheel of factory's index the build may install."""
-
-    project: str  # normalized
-    path: str  # relative to the index directory (files/ab/cd/.../NAME.whl)
-    sha256: str
-
-    @property
-    def filename(self) -> str:
-        return self.path.rsplit("/", 1)[-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,18 +27,18 @@ class BuildEnvironment:
     context: Path  # constraints.txt, wheels/ with simple/ (a page per project listing them), seeds/
 
     @classmethod
-    def write(cls, context: Path, index_dir: Path, constraints: str, offered: Sequence[Offered] = (),
+    def write(cls, context: Path, index_dir: Path, constraints: str, offered: Sequence[BuildInput] = (),
               seeds: Sequence[Path] = ()) -> BuildEnvironment:
-        """Lay out ``context`` for a build: the constraints file, the offered wheels of the index
-        at ``index_dir`` with a simple page per project listing them, and the seed wheels."""
+        """Lay out ``context`` for a build: the constraints file, the ``offered`` wheels of the
+        index at ``index_dir`` with a simple page per project listing them, and the seed wheels."""
         shutil.rmtree(context, ignore_errors=True)
         for sub in ("wheels", "simple", "seeds"):
             (context / sub).mkdir(parents=True)
         (context / "constraints.txt").write_text(constraints)
-        by_project: dict[str, list[Offered]] = {}
+        by_project: dict[str, list[BuildInput]] = {}
         for wheel in offered:
-            _place(index_dir / wheel.path, context / "wheels" / wheel.filename)
-            by_project.setdefault(wheel.project, []).append(wheel)
+            _place(index_dir / file_path(wheel.sha256, wheel.filename), context / "wheels" / wheel.filename)
+            by_project.setdefault(wheel.name, []).append(wheel)
         for project, wheels in sorted(by_project.items()):
             links = "".join(f'<a href="{html.escape(f"../../wheels/{w.filename}#sha256={w.sha256}")}">'
                             f"{html.escape(w.filename)}</a>\n" for w in sorted(wheels, key=lambda w: w.filename))

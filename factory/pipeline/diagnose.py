@@ -17,7 +17,12 @@ _NETWORK = re.compile(
     r"|Network is unreachable|Read timed out|Name or service not known|No address associated with hostname"
     r"|Could not resolve host|getaddrinfo failed)"
 )
-_NO_BUILD_DEP = re.compile(r"No matching distribution found for (\S+)")
+#: pip's own words when it cannot install something, most telling first.
+_PIP_CONFLICT = re.compile(r"Cannot install (.+?) because these package versions have conflicting dependencies")
+_PIP_NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement (\S+(?: ; [^(]+)?)"
+                             r"(?: \(from versions: ([^)]*)\))?")
+_PIP_NO_DISTRIBUTION = re.compile(r"No matching distribution found for (\S+)")
+_PIP_CAUSE = re.compile(r"^\s*The user requested (?:\(constraint\) )?\S.*$|^\s*\S+ depends on \S.*$")
 _ERROR_LINE = re.compile(r"(?:^|\s)(?:error|Error|ERROR)(?:\[E\d+\])?:\s*(.+)")
 
 
@@ -70,6 +75,44 @@ def misses(log: str) -> list[Miss]:
     return list(found.values())
 
 
+@dataclasses.dataclass(frozen=True)
+class PipSaid:
+    """Why pip could not install a build requirement, in its own words."""
+
+    requirement: str  # what it was asked to install, as it printed it
+    words: str  # its decisive line (and, for a conflict, the requirements that conflict)
+    pinned: bool  # a constraint (the build's pins) took part: the environment lacks a pinned wheel
+
+    @property
+    def advice(self) -> str:
+        if self.pinned:
+            return ("the build's environment does not offer the wheel its pin names (each pinned version must be "
+                    "in factory's index and offered to the build)")
+        return ("it is not among the build's pins (a build is offered those and nothing else): the backend asked "
+                "for it while building, not when asked for its requirements; add it to the recipe's "
+                "[build-requires] extra")
+
+
+def pip_said(log: str) -> PipSaid | None:
+    """pip's own account of an install that failed in ``log``, if pip failed there."""
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if m := _PIP_CONFLICT.search(line):
+            # pip prints the causes before its ERROR line; the nearest block of them is this one.
+            causes = [c.strip() for c in lines[max(0, i - 30):i] if _PIP_CAUSE.match(c)]
+            words = f"cannot install {m.group(1)}" + (f" ({'; '.join(dict.fromkeys(causes))})" if causes else "")
+            return PipSaid(m.group(1), words, any("(constraint)" in c for c in causes))
+    for line in lines:
+        if m := _PIP_NO_VERSION.search(line):
+            offered = m.group(2)
+            words = f"no version satisfies {m.group(1)} (offered: {offered.strip() if offered else 'none'})"
+            return PipSaid(m.group(1), words, False)
+    for line in lines:
+        if m := _PIP_NO_DISTRIBUTION.search(line):
+            return PipSaid(m.group(1), f"no matching distribution found for {m.group(1)}", False)
+    return None
+
+
 def tail(log: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(log.splitlines()[-lines:])
 
@@ -92,14 +135,9 @@ def classify(log: str, what: str) -> BuildFailure:
         return BuildFailure(FailureClass.NETWORK, f"{what}: the build tried to reach the network, and builds run "
                                                   f"without one (what they need comes from factory's index): "
                                                   f"{line[:300]}", log_tail=kept)
-    if m := _NO_BUILD_DEP.search(log):
-        return BuildFailure(
-            FailureClass.BUILD_REQUIREMENTS,
-            f"{what}: build requirement {m.group(1)} is not among the build's pins (a build is offered those "
-            "and nothing else): the backend asked for it while building, not when asked for its requirements; "
-            "add it to the recipe's [build-requires] extra",
-            log_tail=kept,
-        )
+    if said := pip_said(log):
+        return BuildFailure(FailureClass.BUILD_REQUIREMENTS, f"{what}: pip: {said.words}: {said.advice}",
+                            log_tail=kept)
     errors = [m.group(1).strip() for line in log.splitlines() if (m := _ERROR_LINE.search(line))]
     # The first compiler error is usually the cause; the last lines are the tools giving up.
     first = next((e for e in errors if not e.startswith(("Command", "subprocess-exited", "Failed building"))), None)

@@ -71,16 +71,29 @@ class Verdict:
     wheels: tuple[CheckedWheel, ...]
 
 
-def after_tests(checked: Checked, tested: Mapping[tuple[Path, Target], BuildFailure | None]) -> Verdict:
-    """Fail every target of a wheel that failed a test on any target; the rest are built."""
-    failing = {path: failure for (path, _), failure in tested.items() if failure is not None}
+@dataclasses.dataclass(frozen=True)
+class Tested:
+    """How a wheel's tests went on one target: failed, or passed with some checks not run."""
+
+    failure: BuildFailure | None = None
+    skipped: tuple[str, ...] = ()  # each check not run, and why
+
+
+def after_tests(checked: Checked, tested: Mapping[tuple[Path, Target], Tested]) -> Verdict:
+    """Fail every target of a wheel that failed a test on any target; the rest are built, with
+    the checks that were not run on them."""
+    failing = {path: t.failure for (path, _), t in tested.items() if t.failure is not None}
     outcomes = list(checked.failed)
     wheels: list[CheckedWheel] = []
     for target, wheel in checked.passing:
         if wheel.path in failing:
             outcomes.append(failed(target, failing[wheel.path]))
             continue
-        outcomes.append(TargetOutcome(target, TargetStatus.BUILT, wheel=wheel.filename))
+        # A pure wheel is tested on one target only: what it skipped there, it skipped everywhere.
+        skipped = tested.get((wheel.path, target)) or next(
+            (t for (path, _), t in tested.items() if path == wheel.path), Tested())
+        outcomes.append(TargetOutcome(target, TargetStatus.BUILT, wheel=wheel.filename,
+                                      skipped_checks=skipped.skipped))
         if wheel not in wheels:
             wheels.append(wheel)
     return Verdict(tuple(outcomes), tuple(wheels))

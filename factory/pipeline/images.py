@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import json
 import platform
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from factory.config import Config
 from factory.failures import BuildFailure, ConfigError, FactoryError, FailureClass
+from factory.pipeline.diagnose import tail
 from factory.pipeline.record import SystemPackage
 from factory.plumbing import podman
 from factory.plumbing.files import write_text
@@ -73,8 +75,9 @@ class ImageSpec:
         digest = _hash([RECIPE_VERSION, self.suite, self.arch.debian, "minbase", "python3"])
         return f"localhost/factory-base:{self.suite}-{self.arch.debian}-{digest}"
 
-    @property
+    @functools.cached_property
     def tag(self) -> str:
+        """Read once: an input edited while the image builds must not rename it mid-way."""
         parts = [RECIPE_VERSION, self.base_tag, self.python_suites, self.zig_host.name, self.arch.qemu_cpu]
         for path in image_inputs(self.containers_dir):
             parts += [str(path.relative_to(self.containers_dir)), oct(path.stat().st_mode & 0o111), path.read_bytes()]
@@ -298,14 +301,16 @@ def with_packages(config: Config, image: BuilderImage, packages: Sequence[str], 
             containerfile.write_text(
                 f"FROM {image.spec.tag}\n"
                 f"RUN {{ apt-get install -y -qq --no-install-recommends {listed} || {{ apt-get update -qq && "
-                f"apt-get install -y -qq --no-install-recommends {listed}; }}; }} >/dev/null && apt-get clean\n")
+                f"apt-get install -y -qq --no-install-recommends {listed}; }}; }} && apt-get clean\n")
             done = subprocess.run(
                 ["podman", "build", *podman.RUNTIME, "--network=host", f"--arch={image.spec.arch.debian}", "--tag", tag,
                  "--file", str(containerfile), tmp], capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            said = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("E:")]
+            output = done.stdout + done.stderr
+            said = [line for line in output.splitlines() if line.startswith("E:")]
             raise BuildFailure(FailureClass.RECIPE, f"apt cannot install {', '.join(names)} into the builder image: "
-                                                    f"{' / '.join(said[-3:]) or done.stderr.strip()[-300:]}")
+                                                    f"{' / '.join(said[-3:]) or done.stderr.strip()[-300:]}",
+                               log_tail=tail(output))
         versions_file.unlink(missing_ok=True)
     if versions_file.is_file():
         versions = json.loads(versions_file.read_text())

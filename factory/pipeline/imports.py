@@ -1,18 +1,25 @@
-"""The import gate: every compiled module a wheel contains is imported in a clean container of
-its target (QEMU for aarch64) before anything is published.
+"""The import gate: every compiled module a wheel contains is loaded and imported in a clean
+container of its target (QEMU for aarch64) before anything is published.
 
 A package that falls back to pure Python when its extension fails to load would pass a test
 that imports the package only, and a wheel whose ``.so`` cannot load would be signed and
-published; so each extension module is imported by its own dotted name. The wheel is installed
-alone first, with no network; only if an import then misses a module the wheel does not hold
-and the wheel declares runtime dependencies is it tried again with them installed (binaries,
-from the upstream, on ``container-network``), so that a missing dependency is not taken for a
-broken extension.
+published; so each extension module is checked by its own dotted name, twice:
+
+- **loaded**: its shared object is opened with every symbol resolved (``RTLD_NOW``, as CPython
+  opens extensions) and its ``PyInit_`` function exists. A broken binary always fails here.
+- **imported**: with the wheel's runtime dependencies installed (offered read-only by
+  :mod:`factory.pipeline.rundeps`; the container has no network). An import that fails only
+  because a module is missing that is neither in the wheel nor installed by any of its
+  requirements (an optional part of the standard library that Debian packages apart, a test-only
+  dependency) is a check skipped, naming the module, not a failure: the binary loaded.
+
+Which failures are which is decided by :func:`judge`, a pure function.
 """
 
 from __future__ import annotations
 
-import email.parser
+import dataclasses
+import json
 import os
 import re
 import shlex
@@ -22,8 +29,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from factory.failures import BuildFailure, FailureClass
-from factory.pipeline.diagnose import tail
+from factory.pipeline.diagnose import pip_said, tail
 from factory.pipeline.images import BuilderImage
+from factory.pipeline.rundeps import RuntimeDependencies
 from factory.plumbing import podman
 from factory.targets import Target
 
@@ -31,12 +39,55 @@ from factory.targets import Target
 _EXTENSION = re.compile(r"^(?P<module>[A-Za-z_][A-Za-z0-9_]*)(?:\.[A-Za-z0-9_-]+)?\.so$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MARK = "FACTORY-IMPORT "
+#: The exit status of the container script when the wheel (or what it needs) does not install.
+NOT_INSTALLED = 3
+
+#: Run by a fresh interpreter per module: load the shared object, then import the module; one
+#: ``FACTORY-IMPORT {json}`` line says what happened.
+CHECK = """\
+import ctypes, importlib, importlib.metadata, json, os, sys, sysconfig, traceback
+name, member = sys.argv[1], sys.argv[2]
+result = {"module": name}
+def say(**fields):
+    result.update(fields)
+    print(%(mark)r + json.dumps(result), flush=True)
+    sys.exit(0)
+paths = sysconfig.get_paths()
+path = next((p for p in (os.path.join(paths[k], member) for k in ("platlib", "purelib")) if os.path.exists(p)), None)
+if path is None:
+    say(outcome="load", error="not installed at " + member)
+try:
+    library = ctypes.CDLL(path, mode=os.RTLD_NOW)
+except OSError as exc:
+    say(outcome="load", error=str(exc))
+if not hasattr(library, "PyInit_" + name.rsplit(".", 1)[-1]):
+    say(outcome="load", error="no PyInit_" + name.rsplit(".", 1)[-1] + " in " + member)
+try:
+    importlib.import_module(name)
+except BaseException as exc:
+    missing, cause = None, exc
+    while cause is not None:  # a package often re-raises a missing dependency as its own ImportError
+        if isinstance(cause, ModuleNotFoundError) and cause.name:
+            missing = cause.name
+            break
+        cause = cause.__cause__ or cause.__context__
+    top = (missing or "").split(".")[0]
+    provided = bool(top) and top in importlib.metadata.packages_distributions()
+    print("".join(traceback.format_exception(exc)[-6:]), flush=True)
+    say(outcome="import", error=f"{type(exc).__name__}: {exc}", missing=missing, provided=provided)
+say(outcome="ok")
+""" % {"mark": MARK}
 
 
 def extension_modules(wheel: Path) -> tuple[str, ...]:
     """The dotted names of the compiled modules in ``wheel`` (not the libraries auditwheel
     grafted into ``<name>.libs/``, nor anything under ``.data/``)."""
-    found = []
+    return tuple(sorted(_extensions(wheel)))
+
+
+def _extensions(wheel: Path) -> dict[str, str]:
+    """Dotted name -> member path, for each compiled module of ``wheel``."""
+    found = {}
     with zipfile.ZipFile(wheel) as zf:
         for name in zf.namelist():
             parts = name.split("/")
@@ -44,92 +95,121 @@ def extension_modules(wheel: Path) -> tuple[str, ...]:
             if m is None or any(p.endswith((".libs", ".data", ".dist-info")) for p in parts[:-1]):
                 continue
             if all(_IDENTIFIER.match(p) for p in parts[:-1]):
-                found.append(".".join([*parts[:-1], m.group("module")]))
-    return tuple(sorted(found))
+                found[".".join([*parts[:-1], m.group("module")])] = name
+    return found
 
 
-def _has_dependencies(wheel: Path) -> bool:
+def _tops(wheel: Path) -> frozenset[str]:
+    """The top-level names the wheel installs."""
     with zipfile.ZipFile(wheel) as zf:
-        metadata = next(n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
-        headers = email.parser.BytesHeaderParser().parsebytes(zf.read(metadata))
-    return bool(headers.get_all("Requires-Dist"))
+        names = {n.split("/")[0] for n in zf.namelist()}
+    return frozenset(re.sub(r"(\.[A-Za-z0-9_-]+)?\.(py|so)$", "", n) for n in names
+                     if not n.endswith((".dist-info", ".data", ".libs")))
 
 
-def script(wheel_name: str, target: Target, modules: Sequence[str], with_dependencies: bool) -> str:
-    """Shell for the container: a fresh venv with the wheel, then each module imported by a
-    fresh interpreter, outside any source tree; one ``FACTORY-IMPORT`` line per failure."""
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What happened to one module in the container."""
+
+    module: str
+    outcome: str  # ok, load (the shared object did not open, or has no init), import
+    error: str = ""
+    missing: str | None = None  # the module an import could not find
+    provided: bool = False  # whether an installed distribution provides that module's package
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """An import not checked: the module needs one the wheel and its requirements lack."""
+
+    module: str
+    missing: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"import of {self.module} not checked: it needs {self.missing}, {self.why}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportCheck:
+    """The gate's verdict on one wheel on one target, when it passed."""
+
+    loaded: tuple[str, ...]  # every extension module: opened with all symbols, init present
+    imported: tuple[str, ...]
+    skipped: tuple[Skipped, ...] = ()
+
+
+def judge(results: Sequence[Result], tops: frozenset[str], deps: RuntimeDependencies,
+          target: Target) -> ImportCheck:
+    """The gate's verdict from each module's result: an :class:`ImportCheck`, or a
+    :class:`BuildFailure` raised naming the first module that failed and why."""
+    skipped = []
+    for result in results:
+        if result.outcome == "ok":
+            continue
+        if result.outcome == "load":
+            raise BuildFailure(FailureClass.IMPORT, f"{result.module} does not load on {target}: {result.error}")
+        top = (result.missing or "").split(".")[0]
+        if not top or top in tops or result.provided:
+            raise BuildFailure(FailureClass.IMPORT, f"{result.module} does not import on {target}: {result.error}")
+        if deps.unavailable:
+            why = f"and its requirements could not be offered to the test ({deps.unavailable})"
+        else:
+            why = "which is neither in the wheel nor installed by its requirements (an optional module, or one " \
+                  "only its tests need)"
+        skipped.append(Skipped(result.module, result.missing or top, why))
+    loaded = tuple(r.module for r in results)
+    imported = tuple(r.module for r in results if r.outcome == "ok")
+    return ImportCheck(loaded, imported, tuple(skipped))
+
+
+def script(wheel_name: str, target: Target, modules: dict[str, str], with_dependencies: bool) -> str:
+    """Shell for the container: a fresh venv with the wheel (and what it needs, from the offered
+    wheels only), then each module checked by a fresh interpreter, outside any source tree."""
     python = f"/opt/python/{target.cp}-{target.cp}/bin/python"
-    deps = "--only-binary=:all:" if with_dependencies else "--no-deps"
-    check = ("import importlib, sys, traceback\n"
-             "name = sys.argv[1]\n"
-             "try:\n"
-             "    importlib.import_module(name)\n"
-             "except BaseException as exc:\n"
-             "    missing = getattr(exc, 'name', None) if isinstance(exc, ModuleNotFoundError) else None\n"
-             "    lines = traceback.format_exception(exc)\n"
-             f"    print({MARK!r} + name + ' ' + str(missing or ''), flush=True)\n"
-             "    print(''.join(lines[-6:]), flush=True)\n"
-             "    sys.exit(1)\n")
+    deps = "" if with_dependencies else "--no-deps "
     steps = [
         'work=$(mktemp -d) && venv="$work/venv"',
         f'{python} -m venv --without-pip "$venv"',
-        f'{python} -m pip --python "$venv/bin/python" install --quiet {deps} /wheels/{shlex.quote(wheel_name)} || exit 3',
+        f'{python} -m pip --python "$venv/bin/python" install {deps}/wheels/{shlex.quote(wheel_name)} '
+        f'|| exit {NOT_INSTALLED}',
         'cd "$work"',
-        f"cat > check.py <<'EOF'\n{check}EOF",
-        "failed=0",
+        f"cat > check.py <<'EOF'\n{CHECK}EOF",
     ]
-    steps += [f'"$venv/bin/python" check.py {shlex.quote(m)} || failed=1' for m in modules]
-    steps.append('exit "$failed"')
+    steps += [f'"$venv/bin/python" check.py {shlex.quote(m)} {shlex.quote(member)}' for m, member in modules.items()]
     return "\n".join(steps)
 
 
-def check(wheel: Path, target: Target, image: BuilderImage, network: str, upstream: str, label: str,
-          timeout: float) -> int:
-    """Import every extension module of ``wheel`` on ``target``; raise an ``import`` failure
-    naming the first that does not import, with its traceback's last lines. Returns how many
-    modules were imported (0: a wheel without compiled modules, nothing run)."""
-    modules = extension_modules(wheel)
+def check(wheel: Path, target: Target, image: BuilderImage, deps: RuntimeDependencies, label: str,
+          timeout: float) -> ImportCheck:
+    """Load and import every extension module of ``wheel`` on ``target``, with its runtime
+    dependencies ``deps`` installed; raise an ``import`` failure naming the first that fails.
+    A wheel without compiled modules passes with nothing run."""
+    modules = _extensions(wheel)
     if not modules:
-        return 0
-    output, failures = _run(wheel, target, image, modules, False, "none", label, timeout)
-    outside = [missing for _, missing in failures if missing and missing.split(".")[0] not in _tops(modules, wheel)]
-    if failures and outside and len(outside) == len(failures) and _has_dependencies(wheel):
-        # Each failure is a module the wheel does not hold: its runtime dependencies, presumably.
-        output, failures = _run(wheel, target, image, modules, True, network, label, timeout, upstream)
-    if failures:
-        module = failures[0][0]
-        last = [line for line in output.splitlines() if line.strip() and not line.startswith(MARK)][-1:] or ["?"]
-        raise BuildFailure(FailureClass.IMPORT, f"{module} does not import on {target}: {last[0].strip()}",
-                           log_tail=tail(output))
-    return len(modules)
-
-
-def _tops(modules: Sequence[str], wheel: Path) -> set[str]:
-    """The top-level names the wheel installs."""
-    with zipfile.ZipFile(wheel) as zf:
-        return {n.split("/")[0].removesuffix(".py") for n in zf.namelist()} | {m.split(".")[0] for m in modules}
-
-
-def _run(wheel: Path, target: Target, image: BuilderImage, modules: Sequence[str], with_dependencies: bool,
-         network: str, label: str, timeout: float, upstream: str = "") -> tuple[str, list[tuple[str, str]]]:
-    cmd = podman.run_args(image.tag, network=network, label=label, volumes=[f"{wheel.parent.resolve()}:/wheels:ro"],
-                          pass_env=["PIP_INDEX_URL"] if with_dependencies else [])
+        return ImportCheck((), ())
+    offered = deps.env if deps.env is not None and not deps.unavailable else None
+    volumes = [f"{wheel.parent.resolve()}:/wheels:ro", *(offered.volumes if offered else [])]
+    variables = offered.variables if offered else {}
+    cmd = podman.run_args(image.tag, network="none", label=label, volumes=volumes, pass_env=list(variables))
     try:
-        done = subprocess.run([*cmd, "sh", "-c", script(wheel.name, target, modules, with_dependencies)],
+        done = subprocess.run([*cmd, "sh", "-c", script(wheel.name, target, dict(sorted(modules.items())),
+                                                         offered is not None)],
                               capture_output=True, text=True, timeout=timeout, check=False,
-                              env={**os.environ, "PIP_INDEX_URL": upstream})
+                              env={**os.environ, **variables})
     except subprocess.TimeoutExpired:
         podman.remove_labelled(label)
         raise BuildFailure(FailureClass.IMPORT, f"importing the modules of {wheel.name} on {target} timed out") from None
     output = done.stdout + done.stderr
-    if done.returncode == 3:
-        raise BuildFailure(FailureClass.IMPORT, f"{wheel.name} does not install on {target}", log_tail=tail(output))
-    failures = []
-    for line in done.stdout.splitlines():
-        if line.startswith(MARK):
-            module, _, missing = line[len(MARK):].partition(" ")
-            failures.append((module, missing.strip()))
-    if done.returncode != 0 and not failures:
-        raise BuildFailure(FailureClass.IMPORT, f"importing the modules of {wheel.name} on {target} failed",
+    if done.returncode == NOT_INSTALLED:
+        said = pip_said(output)
+        raise BuildFailure(FailureClass.IMPORT, f"{wheel.name} does not install on {target}"
+                           + (f": pip: {said.words}" if said else ""), log_tail=tail(output))
+    results = [Result(**json.loads(line[len(MARK):])) for line in done.stdout.splitlines() if line.startswith(MARK)]
+    if done.returncode != 0 or len(results) != len(modules):
+        raise BuildFailure(FailureClass.IMPORT, f"checking the modules of {wheel.name} on {target} failed",
                            log_tail=tail(output))
-    return output, failures
+    try:
+        return judge(results, _tops(wheel), deps, target)
+    except BuildFailure as failure:
+        raise BuildFailure(failure.failure_class, failure.reason, log_tail=tail(output)) from None

@@ -56,6 +56,7 @@ class TargetOutcome:
     failure_class: FailureClass | None = None
     reason: str | None = None
     log_tail: str = ""
+    skipped_checks: tuple[str, ...] = ()  # checks of a built target not run, each saying why
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"target": str(self.target), "arch": self.target.arch, "python": self.target.python,
@@ -64,13 +65,15 @@ class TargetOutcome:
                                 "reason": self.reason}
         if self.log_tail:
             data["log_tail"] = self.log_tail
+        if self.skipped_checks:
+            data["skipped_checks"] = list(self.skipped_checks)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TargetOutcome:
         return cls(Target(data["arch"], data["python"]), TargetStatus(data["status"]), data.get("wheel"),
                    FailureClass(data["failure_class"]) if data.get("failure_class") else None,
-                   data.get("reason"), data.get("log_tail", ""))
+                   data.get("reason"), data.get("log_tail", ""), tuple(data.get("skipped_checks", ())))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,9 +40,9 @@ from packaging.version import Version
 
 from factory.config import Config
 from factory.failures import BuildFailure, FactoryError, FailureClass
-from factory.index.manifest import Manifest
+from factory.index.manifest import FileEntry, Manifest
 from factory.pipeline import discover
-from factory.pipeline.buildenv import BuildEnvironment, Offered
+from factory.pipeline.buildenv import BuildEnvironment
 from factory.pipeline.fetch import download
 from factory.pipeline.images import BuilderImage
 from factory.pipeline.record import BuildInput, Origin
@@ -51,7 +51,7 @@ from factory.pipeline.resolve import Release, file_version, project_page, source
 from factory.pipeline.unpack import SourceTree
 from factory.plumbing.files import write_text
 from factory.recipes import BuildRequires, Recipe
-from factory.targets import CPYTHONS, Target, serves
+from factory.targets import ARCHES, CPYTHONS, Target, serves
 
 #: Build requirements that mean a Rust toolchain and crates (which cannot be fetched here).
 RUST_BACKENDS = {"maturin", "setuptools-rust", "puccinialin"}
@@ -155,27 +155,30 @@ class Resolver:
         self.upstream, self.cache_dir, self.timeout = upstream, cache_dir, timeout
 
     def resolve(self, requirements: Sequence[str], cutoff: str | None, python: str, seeds: Sequence[str] = (),
-                excluded: Sequence[str] = ()) -> tuple[Pin, ...]:
+                excluded: Sequence[str] = (), arch: str | None = None) -> tuple[Pin, ...]:
         """Pins for ``requirements`` on CPython ``python`` as of ``cutoff``, each marked with that
         CPython; ``excluded`` are constraints such as ``meson!=1.11.1`` (releases that cannot be
-        rebuilt)."""
+        rebuilt). With ``arch``, for that architecture's manylinux_2_28 only (what one target
+        installs); else for any Linux machine."""
         if not requirements:
             return ()
-        key = hashlib.sha256(json.dumps([sorted(requirements), cutoff, self.upstream, python, sorted(excluded)],
-                                        sort_keys=True).encode()).hexdigest()
+        parts: list[object] = [sorted(requirements), cutoff, self.upstream, python, sorted(excluded)]
+        key = hashlib.sha256(json.dumps(parts + ([arch] if arch else []), sort_keys=True).encode()).hexdigest()
         cached = self.cache_dir / "resolutions" / key[:2] / f"{key}.txt"
         if cached.is_file():
             text = cached.read_text()
         else:
-            text = self._uv(requirements, cutoff, python, excluded)
+            text = self._uv(requirements, cutoff, python, excluded, arch)
             write_text(cached, text)
         return tuple(_pins(text, {canonicalize_name(s) for s in seeds}, python))
 
-    def _uv(self, requirements: Sequence[str], cutoff: str | None, python: str, excluded: Sequence[str]) -> str:
+    def _uv(self, requirements: Sequence[str], cutoff: str | None, python: str, excluded: Sequence[str],
+            arch: str | None) -> str:
         from uv import find_uv_bin
 
         # Universal from ``python`` up: markers for later CPythons are kept, then narrowed to this one.
-        cmd = [find_uv_bin(), "pip", "compile", "-", "--universal", "--python-version", python,
+        where = ["--python-platform", ARCHES[arch].uv_platform] if arch else ["--universal"]
+        cmd = [find_uv_bin(), "pip", "compile", "-", *where, "--python-version", python,
                "--index-url", self.upstream, "--only-binary", ":all:", "--no-header", "--no-annotate", "--no-config",
                "--quiet"]
         if cutoff:
@@ -259,12 +262,15 @@ def inputs(pins: Sequence[Pin], index_dir: Path, index_url: str, targets: Sequen
     """The wheel each pin installs for each target: from factory's index, or a seed."""
     by_file: dict[tuple[str, str], BuildInput] = {}
     manifest = Manifest.existing(index_dir)
-    entries = {}
+    # By project and version: one project may be pinned at different versions for different
+    # CPythons (an old release's tools are older on the CPythons of its day), and each is offered.
+    entries: dict[tuple[str, Version], list[FileEntry]] = {}
     if manifest is not None:
         with manifest:
-            for pin in pins:
-                entries[pin.name] = [e for e in manifest.files(pin.name)
-                                     if e.filename.endswith(".whl") and _version_of(e.filename) == pin.version]
+            for name in {p.name for p in pins}:
+                for e in manifest.files(name):
+                    if e.filename.endswith(".whl"):
+                        entries.setdefault((name, _version_of(e.filename)), []).append(e)
     for pin in pins:
         for target in targets:
             if not pin.applies(target):
@@ -273,7 +279,8 @@ def inputs(pins: Sequence[Pin], index_dir: Path, index_url: str, targets: Sequen
                 found = [(s.filename, s.sha256, s.uri, Origin.UPSTREAM_BINARY) for s in seeds
                          if canonicalize_name(s.name) == pin.name and serves(s.filename, target)]
             else:
-                found = [(e.filename, e.sha256, index_url + e.path, Origin.FACTORY) for e in entries.get(pin.name, [])
+                found = [(e.filename, e.sha256, index_url + e.path, Origin.FACTORY)
+                         for e in entries.get((pin.name, pin.version), [])
                          if serves(e.filename, target)]
             for filename, sha256, uri, origin in found[:1]:
                 known = by_file.get((filename, sha256))
@@ -380,9 +387,8 @@ def prepare(release: Release, recipe: Recipe, tree: SourceTree, declared_: Seque
         """What the build container may install for ``pins``, and nothing else."""
         seeds = _seeds(pins, config, client, targets)
         found = inputs(pins, config.index_dir, config.index_url, targets, [seed for _, seed in seeds])
-        offered = [Offered(i.name, i.uri.removeprefix(config.index_url), i.sha256) for i in found
-                   if i.origin is Origin.FACTORY]
-        return BuildEnvironment.write(work / "buildenv", config.index_dir, constraints(pins), offered,
+        ours = [i for i in found if i.origin is Origin.FACTORY]
+        return BuildEnvironment.write(work / "buildenv", config.index_dir, constraints(pins), ours,
                                       [path for path, _ in seeds]), found
 
     pins = _ready(release, resolve(declared_), config, targets, client, floor)
@@ -435,23 +441,29 @@ def _has_sdist(client: httpx.Client, upstream: str, pin: Pin) -> bool:
 def _seeds(pins: Sequence[Pin], config: Config, client: httpx.Client,
            targets: Sequence[Target]) -> list[tuple[Path, BuildInput]]:
     """The upstream wheels of the seeded pins, downloaded and hash-checked."""
+    return upstream_binaries([p for p in pins if p.seed], config, client, targets, "the recipe seeds it")
+
+
+def upstream_binaries(pins: Sequence[Pin], config: Config, client: httpx.Client, targets: Sequence[Target],
+                      why: str) -> list[tuple[Path, BuildInput]]:
+    """The upstream's wheels of ``pins`` for the ``targets`` they apply to, downloaded on the host
+    and checked against the sha256 the upstream declares; ``why`` they are wanted goes into the
+    error when the upstream has none."""
     found = []
     for pin in pins:
-        if not pin.seed:
-            continue
         page_url, details = project_page(client, config.upstream, pin.name)
         files = [f for f in details["files"] if f["filename"].endswith(".whl")
                  and _version_of(f["filename"]) == pin.version
                  and any(pin.applies(t) and serves(f["filename"], t) for t in targets)]
         if not files:
             raise BuildFailure(FailureClass.BUILD_REQUIREMENTS,
-                               f"the recipe seeds {pin.name}, but the upstream has no wheel of {pin.name} {pin.version} "
-                               "for these targets")
+                               f"{pin.name} {pin.version} is wanted as a binary ({why}), but the upstream has no "
+                               f"wheel of it for {', '.join(map(str, targets))}")
         for entry in files:
             source = source_file(page_url, entry)
             if not source.sha256:
                 raise BuildFailure(FailureClass.BUILD_REQUIREMENTS, f"the upstream declares no sha256 for "
-                                                                    f"{source.filename}: it cannot be a seed")
+                                                                    f"{source.filename}: it cannot be used unchecked")
             path = download(source, config.cache_dir, client, kind="seeds")
             used = tuple(str(t) for t in targets if pin.applies(t) and serves(source.filename, t))
             found.append((path, BuildInput(pin.name, str(pin.version), source.filename, source.sha256, source.url,

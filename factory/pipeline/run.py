@@ -43,6 +43,7 @@ from factory.pipeline import (
     repair,
     requirements,
     resolve,
+    rundeps,
     sign,
     smoke,
     sysdeps,
@@ -312,19 +313,20 @@ def _stages(request: BuildRequest, config: Config, progress: Progress, work: Pat
     with clock.stage("repair"):
         checked = gate.after_repair(output.results, _host_checks(output, release.project,
                                                                 _version(release, recipe, progress.label)))
-    tested: dict[tuple[Path, Target], BuildFailure | None] = {}
+    tested: dict[tuple[Path, Target], gate.Tested] = {}
     for wheel, target in gate.smoke_tests(output.kind, checked):
-        try:  # every compiled module imports, then the recipe's own test passes
-            with clock.stage("imports"):
-                imports.check(wheel.path, target, bases[target.arch], config.container_network, config.upstream,
-                              label, config.build_timeout)
+        try:  # every compiled module loads and imports, then the recipe's own test passes
+            with clock.stage("imports"), net.client(config.http_timeout) as client:
+                deps = rundeps.offer(wheel.path, target, release.uploaded, config, client,
+                                     work / "rundeps" / str(target))
+                imported = imports.check(wheel.path, target, bases[target.arch], deps, label, config.build_timeout)
             if recipe.test is not None:
                 with clock.stage("test"):
                     smoke.run(wheel.path, target, bases[target.arch], recipe.test, config.container_network,
                               label, config.build_timeout)
-            tested[(wheel.path, target)] = None
+            tested[(wheel.path, target)] = gate.Tested(skipped=tuple(map(str, imported.skipped)))
         except BuildFailure as failure:
-            tested[(wheel.path, target)] = failure
+            tested[(wheel.path, target)] = gate.Tested(failure)
     verdict = gate.after_tests(checked, tested)
     yield (progress := dataclasses.replace(progress, wheels=verdict.wheels, verdict=verdict))
     if not verdict.wheels:

@@ -2,20 +2,30 @@
 first (recursively), builds with no network, provenance naming every input, verify --deep and
 rebuild-check. Real builds, a real upstream behind the local index, real signatures."""
 
-import base64
 import json
-import os
 import subprocess
 import sys
 import zipfile
 
 import pytest
-from conftest import _config, clean_venv, pip_install
+from conftest import _config, clean_venv, factory_env, pip_install
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+from support.signing import statement_of
 
 from factory.config import PROJECT_ROOT
+from factory.failures import BuildFailure
 from factory.index.manifest import Manifest
-from factory.pipeline import bootstrap
+from factory.pipeline import bootstrap, discover
+from factory.pipeline.buildenv import BuildEnvironment
+from factory.pipeline.fetch import Source
 from factory.pipeline.record import load_all
+from factory.pipeline.requirements import Pin, inputs
+from factory.pipeline.resolve import Release, SourceFile
+from factory.pipeline.unpack import Limits, unpack
+from factory.plumbing.files import sha256_file
+from factory.recipes import Recipe
+from factory.targets import Target
 from factory.pipeline.request import parse_request
 from factory.pipeline.run import run
 from factory.queue.ledger import Ledger
@@ -36,19 +46,11 @@ def empty(local_index, tmp_path, sigstore_stack):
 
 
 def env_of(cfg, **extra):
-    return {**os.environ, "FACTORY_UPSTREAM": cfg.upstream, "FACTORY_INDEX_DIR": str(cfg.index_dir),
-            "FACTORY_STATE_DIR": str(cfg.state_dir), "FACTORY_RECIPES_DIR": str(cfg.recipes_dir),
-            "FACTORY_ARCHS": "x86_64", "FACTORY_PYTHONS": "3.11", **extra}
+    return factory_env(cfg, FACTORY_ARCHS="x86_64", FACTORY_PYTHONS="3.11", **extra)
 
 
 def factory(cfg, *args):
     return subprocess.run([sys.executable, "-m", "factory", *args], capture_output=True, text=True, env=env_of(cfg))
-
-
-def statement_of(cfg, filename):
-    """The signed in-toto statement of a published wheel (its bundle's DSSE payload)."""
-    bundle = next(cfg.index_dir.rglob(filename + ".sigstore.json"))
-    return json.loads(base64.b64decode(json.loads(bundle.read_text())["dsseEnvelope"]["payload"]))
 
 
 def build_inputs(statement):
@@ -81,13 +83,13 @@ def test_markupsafe_and_six_bootstrap_into_an_empty_index_offline_signed_and_rep
     assert (used.name, used.version, used.origin) == ("setuptools", "75.2.0", "factory")
 
     # The provenance names the build requirement, and the build requirement has its own.
-    inputs = build_inputs(statement_of(empty, wheel))
+    inputs = build_inputs(statement_of(empty.index_dir, wheel))
     assert inputs["setuptools"]["annotations"]["version"] == "75.2.0"
     assert inputs["setuptools"]["digest"]["sha256"] == used.sha256
-    setuptools = statement_of(empty, used.filename)
+    setuptools = statement_of(empty.index_dir, used.filename)
     assert setuptools["subject"][0]["digest"]["sha256"] == used.sha256
     assert build_inputs(setuptools) == {}  # setuptools builds itself: an in-tree backend, no seed
-    assert build_inputs(statement_of(empty, six))["setuptools"]["annotations"]["version"] == "75.6.0"
+    assert build_inputs(statement_of(empty.index_dir, six))["setuptools"]["annotations"]["version"] == "75.6.0"
 
     python = clean_venv(tmp_path / "venv")
     installed = pip_install(python, empty.index_dir, "markupsafe==3.0.2", "six==1.17.0")
@@ -190,6 +192,29 @@ def test_a_build_is_offered_its_pins_and_nothing_else(config, tmp_path):
     assert seen == [i.filename for i in node.record.inputs] == ["setuptools-80.9.0-py3-none-any.whl"]
 
 
+def test_a_pin_the_environment_cannot_serve_is_named_in_pips_own_words(config, sdists, builder_image, tmp_path):
+    """pip's message, which pypa/build captures, reaches the log, the record's tail and the reason."""
+    path = sdists["fixture-pure"]
+    release = Release("fixture-pure", Version("1.0.0"), SourceFile(path.name, path.as_uri(), sha256_file(path)), None)
+    tree = unpack(Source(release, path, sha256_file(path)), tmp_path / "src", Limits(10**8, 1000))
+    with Manifest.existing(config.index_dir) as manifest:
+        have = min(Version(e.version) for e in manifest.files("setuptools"))
+    ours = inputs([Pin(canonicalize_name("setuptools"), have)], config.index_dir, config.index_url,
+                  [Target("x86_64", "3.11")])
+    # The environment offers the wheel of one version; the constraints pin another.
+    env = BuildEnvironment.write(tmp_path / "env", config.index_dir, "setuptools==61.0.0\n", ours)
+    with pytest.raises(BuildFailure) as raised:
+        discover.discover(tree, Recipe("fixture-pure"), builder_image, ["3.11"], env, config.cache_dir, tmp_path,
+                          "factory.test=pin", 600)
+    failure = raised.value
+    assert failure.failure_class == "build-requirements"
+    assert "pip: cannot install setuptools>=61" in failure.reason
+    assert "The user requested (constraint) setuptools==61.0.0" in failure.reason
+    assert "does not offer the wheel its pin names" in failure.reason
+    assert "ResolutionImpossible" in failure.log_tail
+    assert "ResolutionImpossible" in (tmp_path / "build-requires.log").read_text()
+
+
 def test_a_build_dependency_is_built_first_and_one_that_fails_fails_its_dependents(config):
     ok = factory(config, "build", "fixture-uses-tool==1.0.0")
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -234,7 +259,7 @@ def test_a_project_needing_itself_is_a_cycle_until_a_recipe_seeds_it(config):
     assert node.ok, f"{node.record.failure_class}: {node.record.reason}\n{node.record.log_tail}"
     seed = next(i for i in node.record.inputs if i.name == "fixture-self")
     assert seed.origin == "upstream-binary" and seed.filename == "fixture_self-1.0.0-py3-none-any.whl"
-    inputs = build_inputs(statement_of(config, node.record.published[0]))
+    inputs = build_inputs(statement_of(config.index_dir, node.record.published[0]))
     assert inputs["fixture-self"]["annotations"]["origin"] == "upstream-binary"
     stored = next(config.index_dir.rglob(node.record.published[0]))
     deep = factory(config, "verify", "--deep", str(stored))

@@ -8,7 +8,7 @@ import sys
 import zipfile
 
 import pytest
-from conftest import assert_not_published, clean_venv, pip_install
+from conftest import assert_not_published, clean_venv, factory_env, pip_install
 
 from factory.index.manifest import Manifest
 from factory.pipeline import bootstrap
@@ -145,9 +145,7 @@ def test_cpython_314_gets_compiled_wheels_and_status_names_the_pythons(config, t
     wheels = sorted(f for f in node.record.published if f.endswith(".whl"))
     assert [w.split("-")[2] for w in wheels] == ["cp311", "cp314"]
     assert all("manylinux_2_28_x86_64" in w for w in wheels)
-    env = {**os.environ, "FACTORY_UPSTREAM": cfg.upstream, "FACTORY_INDEX_DIR": str(cfg.index_dir),
-           "FACTORY_STATE_DIR": str(cfg.state_dir), "FACTORY_RECIPES_DIR": str(cfg.recipes_dir)}
     status = subprocess.run([sys.executable, "-m", "factory", "status", "--json"], capture_output=True, text=True,
-                            env=env)
+                            env=factory_env(cfg))
     pythons = json.loads(status.stdout)["index"]["fixture-cext"]["pythons"]
     assert (pythons["3.11"], pythons["3.13"], pythons["3.14"]) == (["x86_64"], [], ["x86_64"])

@@ -80,10 +80,24 @@ def test_a_pure_wheel_is_tested_once_and_others_on_each_target():
 def test_a_wheel_failing_its_test_anywhere_is_published_nowhere():
     checked = gate.after_repair([TargetResult(X311, ABI3.path), TargetResult(X313, ABI3.path)], {ABI3.path: ABI3})
     failure = BuildFailure(FailureClass.TEST, "smoke test on cp313-x86_64 failed")
-    verdict = gate.after_tests(checked, {(ABI3.path, X311): None, (ABI3.path, X313): failure})
+    verdict = gate.after_tests(checked, {(ABI3.path, X311): gate.Tested(), (ABI3.path, X313): gate.Tested(failure)})
     assert verdict.wheels == ()
     assert {(o.target, o.status, o.failure_class) for o in verdict.outcomes} == {
         (X311, TargetStatus.FAILED, "test"), (X313, TargetStatus.FAILED, "test")}
+
+
+def test_checks_not_run_are_kept_with_each_target_a_wheel_serves():
+    checked = gate.after_repair([TargetResult(X311, CP311.path), TargetResult(X313, CP313.path)],
+                                {CP311.path: CP311, CP313.path: CP313})
+    skipped = ("import of demo._tk not checked: it needs tkinter, ...",)
+    verdict = gate.after_tests(checked, {(CP311.path, X311): gate.Tested(skipped=skipped),
+                                         (CP313.path, X313): gate.Tested()})
+    assert verdict.wheels == (CP311, CP313)
+    assert [(o.target, o.status, o.skipped_checks) for o in verdict.outcomes] == [
+        (X311, TargetStatus.BUILT, skipped), (X313, TargetStatus.BUILT, ())]
+    pure = gate.after_repair([TargetResult(t, PURE.path) for t in (X311, A311)], {PURE.path: PURE})
+    verdict = gate.after_tests(pure, {(PURE.path, X311): gate.Tested(skipped=skipped)})  # tested once
+    assert [o.skipped_checks for o in verdict.outcomes] == [skipped, skipped]
 
 
 def test_passing_wheels_are_kept_once_each():

@@ -3,13 +3,13 @@
 
 import base64
 import hashlib
-import json
 import subprocess
 import zipfile
 
 import pytest
 from conftest import clean_venv, pip_install
 from packaging.version import Version
+from support.signing import statement_of
 from support.wheels import make_wheel
 
 from factory.pipeline.relabel import local_version, relabel
@@ -55,8 +55,7 @@ def test_a_remediated_build_is_published_with_a_local_label_that_pins_still_sele
     assert record.status == "built", f"{record.failure_class}: {record.reason}\n{record.log_tail}"
     assert record.version == "1.0.0+factory.1"
     assert record.published == ("fixture_pure-1.0.0+factory.1-py3-none-any.whl",)
-    bundle = next(config.index_dir.rglob(record.published[0] + ".sigstore.json"))
-    statement = json.loads(base64.b64decode(json.loads(bundle.read_text())["dsseEnvelope"]["payload"]))
+    statement = statement_of(config.index_dir, record.published[0])
     (patch,) = [d for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"] if d["name"] == "patch"]
     assert patch["uri"] == "file:recipes/patches/fixture-pure/CVE-2026-0001.patch"
     assert patch["digest"]["sha256"] == hashlib.sha256(FIX.encode()).hexdigest()

@@ -2,10 +2,21 @@
 (uv against the tests' local index, which redirects to the real upstream), the recipe's changes
 and their writing into the tree."""
 
+import subprocess
+import sys
 import tomllib
 
-from factory.pipeline.requirements import Resolver, cutoff, later, write_requires
+from conftest import isolated_pip_env
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+from support.wheels import make_wheel
+
+from factory.index.distfile import inspect_wheel
+from factory.index.publish import publish
+from factory.pipeline.buildenv import BuildEnvironment
+from factory.pipeline.requirements import Pin, Resolver, constraints, cutoff, inputs, later, write_requires
 from factory.recipes import BuildRequires
+from factory.targets import every_target
 
 
 def test_requirements_are_resolved_as_of_the_release_but_never_older_than_the_cpython_or_the_dependent():
@@ -47,3 +58,38 @@ def test_changed_requirements_are_written_into_the_tree_keeping_the_rest(tmp_pat
     write_requires(tmp_path, ["setuptools", "wheel"])
     assert tomllib.loads((tmp_path / "pyproject.toml").read_text())["build-system"] == {
         "requires": ["setuptools", "wheel"], "build-backend": "setuptools.build_meta:__legacy__"}
+
+
+def test_a_project_pinned_at_different_versions_per_cpython_offers_every_version(tmp_path):
+    """An old release's tools differ per CPython (its day's on 3.11 and 3.13, 3.14's own later):
+    the build environment lists each pinned version, and pip in it takes the right one on each."""
+    index = tmp_path / "index"
+    wheels = [make_wheel(tmp_path / "wheels", "setuptools", v, body=v) for v in ("75.6.0", "80.9.0", "81.0.0")]
+    publish(index, [inspect_wheel(w) for w in wheels], "")
+    name = canonicalize_name("setuptools")
+    pins = [Pin(name, Version("75.6.0"), "python_version == '3.11'"),
+            Pin(name, Version("75.6.0"), "python_version == '3.13'"),
+            Pin(name, Version("80.9.0"), "python_version == '3.14'")]
+    targets = every_target(("x86_64", "aarch64"), ("3.11", "3.13", "3.14"))
+    found = inputs(pins, index, index.resolve().as_uri() + "/", targets)
+    assert [(i.filename, sorted(i.targets)) for i in found] == [
+        ("setuptools-75.6.0-py3-none-any.whl", ["cp311-aarch64", "cp311-x86_64", "cp313-aarch64", "cp313-x86_64"]),
+        ("setuptools-80.9.0-py3-none-any.whl", ["cp314-aarch64", "cp314-x86_64"]),
+    ]  # 81.0.0 is in the index but pinned by nothing: not offered
+
+    env = BuildEnvironment.write(tmp_path / "buildenv", index, constraints(pins), found)
+    page = (env.context / "simple" / "setuptools" / "index.html").read_text()
+    assert "setuptools-75.6.0-py3-none-any.whl#sha256=" in page and "setuptools-80.9.0-py3-none-any.whl" in page
+    assert "81.0.0" not in page
+    assert sorted(p.name for p in (env.context / "wheels").iterdir()) == [
+        "setuptools-75.6.0-py3-none-any.whl", "setuptools-80.9.0-py3-none-any.whl"]
+    # pip in the environment on 3.11 (this interpreter: pip evaluates the markers against the
+    # one it runs on, as in a build container) takes 3.11's pin.
+    assert sys.version_info[:2] == (3, 11)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+         "--index-url", (env.context / "simple").as_uri() + "/", "--constraint", str(env.context / "constraints.txt"),
+         "--dest", str(tmp_path / "got"), "setuptools"],
+        capture_output=True, text=True, env=isolated_pip_env(), check=False)
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in (tmp_path / "got").iterdir()] == ["setuptools-75.6.0-py3-none-any.whl"]

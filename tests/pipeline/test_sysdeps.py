@@ -2,15 +2,14 @@
 Debian's Contents index, the package chosen by rules a person can read, installed, and the build
 tried again. Real builds with no recipe, on both architectures; the real mirror's index."""
 
-import base64
 import gzip
 import io
-import json
 import subprocess
 import sys
 
 import pytest
-from conftest import clean_venv, pip_install
+from conftest import clean_venv, factory_env, pip_install
+from support.signing import statement_of
 
 from factory.config import PROJECT_ROOT
 from factory.pipeline.contents import ContentsIndex, _build
@@ -94,7 +93,7 @@ def test_a_library_found_through_pkg_config_is_installed_by_itself(config, tmp_p
                               capture_output=True, text=True)
         assert done.stdout.strip() == "True", done.stderr  # libffi was grafted into the wheel
     suggested = subprocess.run([sys.executable, "-m", "factory", "recipes", "suggest", "fixture-pkgconfig"],
-                               capture_output=True, text=True, env=_env(cfg))
+                               capture_output=True, text=True, env=factory_env(cfg))
     assert suggested.returncode == 0, suggested.stderr
     assert 'system-packages = [\n    "libffi-dev",' in suggested.stdout
 
@@ -118,8 +117,7 @@ def test_pyyaml_finds_libyaml_without_its_recipe_naming_it(config, tmp_path, arc
     (wheel,) = [f for f in node.record.published if f.endswith(".whl")]
     assert f"manylinux_2_28_{arch}" in wheel
     # The provenance names the package with its Debian version, and why it was installed.
-    bundle = next(cfg.index_dir.rglob(wheel + ".sigstore.json"))
-    statement = json.loads(base64.b64decode(json.loads(bundle.read_text())["dsseEnvelope"]["payload"]))
+    statement = statement_of(cfg.index_dir, wheel)
     (deb,) = [d for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"]
               if d["name"] == "system-package"]
     assert deb["uri"] == f"pkg:deb/debian/libyaml-dev@{package.version}" and package.version
@@ -130,13 +128,6 @@ def test_pyyaml_finds_libyaml_without_its_recipe_naming_it(config, tmp_path, arc
         done = subprocess.run([str(python), "-c", "import yaml; print(yaml.load('a: 1', Loader=yaml.CLoader))"],
                               capture_output=True, text=True)
         assert done.stdout.strip() == "{'a': 1}", done.stderr
-
-
-def _env(cfg):
-    import os
-
-    return {**os.environ, "FACTORY_UPSTREAM": cfg.upstream, "FACTORY_INDEX_DIR": str(cfg.index_dir),
-            "FACTORY_STATE_DIR": str(cfg.state_dir), "FACTORY_RECIPES_DIR": str(cfg.recipes_dir)}
 
 
 @pytest.mark.container

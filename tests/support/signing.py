@@ -3,8 +3,12 @@ and trust tests that need signed files but no container build."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from factory.config import Config
 from factory.index.distfile import DistFile
@@ -23,3 +27,9 @@ def signed(config: Config, dists: Sequence[DistFile]) -> list[DistFile]:
     """``dists`` with their bundles and PEP 740 provenance, signed as ``config`` says."""
     signatures = sign_all(SigningSettings.from_config(config), [(d.filename, d.sha256, facts(d)) for d in dists])
     return [dataclasses.replace(d, bundle=s.bundle, provenance=s.provenance) for d, s in zip(dists, signatures)]
+
+
+def statement_of(index_dir: Path, filename: str) -> dict[str, Any]:
+    """The signed in-toto statement of a file published in ``index_dir`` (its bundle's DSSE payload)."""
+    bundle = next(index_dir.rglob(filename + ".sigstore.json"))
+    return json.loads(base64.b64decode(json.loads(bundle.read_text())["dsseEnvelope"]["payload"]))

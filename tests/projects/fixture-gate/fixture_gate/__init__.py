@@ -1,0 +1,1 @@
+"""A package with compiled modules that import other modules when they load."""

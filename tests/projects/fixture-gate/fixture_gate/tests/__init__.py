@@ -1,0 +1,1 @@
+"""Its tests, with a compiled helper that needs a test-only dependency."""
