@@ -1,15 +1,22 @@
 """Stage 3: every unsafe archive is refused, naming the member, and leaves nothing behind."""
 
+import errno
 import io
+import os
 import tarfile
+import tempfile
 import zipfile
+from pathlib import Path
 
 import pytest
-from support.sdists import MALICIOUS, make_sdist, malicious_sdist
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.sdists import MALICIOUS, TreeMember, add_tree, make_sdist, malicious_sdist, tree_sdist
 
 from factory.failures import BuildFailure, FailureClass
+from factory.pipeline import unpack as unpack_module
 from factory.pipeline.fetch import Source
-from factory.pipeline.unpack import Limits, unpack
+from factory.pipeline.unpack import Limits, Member, _LinkOrFail, check_members, unpack
 
 LIMITS = Limits(max_bytes=1024 * 1024, max_files=1000)
 
@@ -165,3 +172,195 @@ def test_dot_entries_count_against_the_member_limit(tmp_path):
     path = _tar(tmp_path / "e-1.0.tar.gz", add)
     with pytest.raises(BuildFailure, match=r"'\.': more than 1000 members"):
         unpack(_source(path), tmp_path / "out", LIMITS)
+
+
+def _inside(path: str | Path, top: Path) -> bool:
+    """Whether ``path`` really leads to ``top`` or under it, following every link on disk."""
+    real, top_real = os.path.realpath(path), os.path.realpath(top)
+    return real == top_real or real.startswith(top_real + os.sep)
+
+
+def _everything_under(dest: Path) -> list[str]:
+    """Every path under ``dest``, links included, without following links."""
+    found = []
+    for where, dirs, files in os.walk(dest):
+        found += [os.path.join(where, name) for name in dirs + files]
+    return found
+
+
+def test_an_in_tree_relative_link_is_extracted(tmp_path):
+    """Issue 17, item 5: a popular sdist was refused for `docs/CONTRIBUTING.md -> ../CONTRIBUTING.md`,
+    which leads to its own `CONTRIBUTING.md`, because the target held `..` at all."""
+    sdist = tree_sdist(tmp_path, "pkg-1.0", [("file", "{stem}/CONTRIBUTING.md", "how to help"),
+                                             ("symlink", "{stem}/docs/CONTRIBUTING.md", "../CONTRIBUTING.md")])
+    with tarfile.open(sdist) as tar:  # what PEP 706's data filter says, for comparison
+        tar.extractall(tmp_path / "by-data-filter", filter="data")
+    tree = unpack(_source(sdist), tmp_path / "out", LIMITS)
+    link = tree.root / "docs" / "CONTRIBUTING.md"
+    assert link.is_symlink() and os.readlink(link) == "../CONTRIBUTING.md"
+    assert link.read_text() == "how to help"
+
+
+#: Links that stay inside the tree: (members, a path to read through them, the text it must hold).
+ACCEPTED: dict[str, tuple[list[TreeMember], str, str]] = {
+    "link to a sibling directory": (
+        [("file", "{stem}/src/pkg/data.txt", "data"), ("symlink", "{stem}/docs/pkg", "../src/pkg")],
+        "docs/pkg/data.txt", "data"),
+    "a chain of links, the last made after the first": (
+        [("file", "{stem}/real.txt", "real"), ("symlink", "{stem}/a/one", "../b/two"),
+         ("symlink", "{stem}/b/two", "../real.txt")],
+        "a/one", "real"),
+    "a link to the top directory itself": (
+        [("file", "{stem}/setup.cfg", "cfg"), ("symlink", "{stem}/sub/self", "../.")], "sub/self/setup.cfg", "cfg"),
+    "a target through the top directory's own name": (
+        [("file", "{stem}/f", "f"), ("symlink", "{stem}/d/f", "../../{stem}/f")], "d/f", "f"),
+    "a hard link": ([("file", "{stem}/f", "same"), ("hardlink", "{stem}/sub/h", "{stem}/f")], "sub/h", "same"),
+    "a hard link with `..`": (
+        [("dir", "{stem}/sub", ""), ("file", "{stem}/f", "same"), ("hardlink", "{stem}/h", "{stem}/sub/../f")],
+        "h", "same"),
+    "a hard link through a symlinked directory": (
+        [("file", "{stem}/src/f", "same"), ("symlink", "{stem}/lib", "src"), ("hardlink", "{stem}/h", "{stem}/lib/f")],
+        "h", "same"),
+    "a file written through a link to a directory": (
+        [("dir", "{stem}/src", ""), ("symlink", "{stem}/lib", "src"), ("file", "{stem}/lib/m.py", "m")],
+        "src/m.py", "m"),
+    "a link, then a directory of its name (which tarfile leaves the link)": (
+        [("file", "{stem}/src/m.py", "m"), ("symlink", "{stem}/lib", "src"), ("dir", "{stem}/lib", "")],
+        "lib/m.py", "m"),
+    "a link, then a file of its name (written through it)": (
+        [("file", "{stem}/f", "old"), ("symlink", "{stem}/l", "f"), ("file", "{stem}/l", "new")], "f", "new"),
+    "a link replaced by a later link of its name": (
+        [("file", "{stem}/f", "f"), ("symlink", "{stem}/l", "missing"), ("symlink", "{stem}/l", "f")], "l", "f"),
+    "a dangling link that stays inside": (
+        [("file", "{stem}/f", "f"), ("symlink", "{stem}/docs/gone", "../not-shipped.txt")], "f", "f"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ACCEPTED))
+def test_links_that_stay_inside_are_extracted(tmp_path, case):
+    """Beside the hostile links of MALICIOUS: these lead inside, whatever `..` their text holds."""
+    members, path, text = ACCEPTED[case]
+    tree = unpack(_source(tree_sdist(tmp_path, "ok-1.0", members)), tmp_path / "out", LIMITS)
+    assert (tree.root / path).read_text() == text
+    assert all(_inside(p, tree.root) for p in _everything_under(tmp_path / "out"))
+
+
+def test_a_link_that_cannot_be_made_is_an_error_not_a_copy(tmp_path):
+    """Below check_members: tarfile makes a hard link whose target path does not resolve (here
+    through a missing directory) by extracting the member its text names instead (a copy of
+    `f`); a symlink it cannot make, likewise. What unpack extracts with makes the link or fails."""
+    members = [("file", "{stem}/f", "x"), ("hardlink", "{stem}/h", "{stem}/missing/../f")]
+    path = _tar(tmp_path / "h-1.0.tar.gz", lambda t: add_tree(t, "h-1.0", members))
+    with _LinkOrFail.open(path) as tar, pytest.raises(FileNotFoundError):
+        tar.extractall(tmp_path / "ours", filter="data")
+    assert not (tmp_path / "ours" / "h-1.0" / "h").exists()
+    with pytest.raises(BuildFailure, match=r"'h-1.0/h': hard link through a name that does not exist"):
+        unpack(_source(path), tmp_path / "out", LIMITS)
+
+
+def test_links_too_tangled_to_check_are_refused(tmp_path, monkeypatch):
+    """A lookup follows at most 40 links, but a target may be thousands of names long: the check
+    counts its own work, so that a small archive cannot keep it busy for hours."""
+    monkeypatch.setattr(unpack_module, "MAX_CHECK_STEPS", 200_000)
+    chain = [Member("t/l0", "symlink", target=".")]
+    chain += [Member(f"t/l{i}", "symlink", target=f"l{i - 1}" + "/." * 100) for i in range(1, 38)]
+    fans = [Member(f"t/f{i}", "symlink", target="l37") for i in range(1000)]
+    with pytest.raises(BuildFailure, match=r"'t/f\d+': too many names and links to check"):
+        check_members(tmp_path / "t-1.0.tar", [*chain, *fans], LIMITS)
+    check_members(tmp_path / "t-1.0.tar", chain, LIMITS)  # the chain alone is fine
+
+
+# The property: random small archives of directories, files and links whose targets are made of
+# `..`, `.`, the names in use and the top directory's own name.
+TOP = "t"
+_NAMES = st.builds(lambda dirs, leaf: "/".join([TOP, *dirs, leaf]),
+                   st.lists(st.sampled_from("ab"), max_size=2), st.sampled_from("abcd"))
+_TARGET = st.lists(st.sampled_from(["..", ".", "a", "b", "c", TOP]), min_size=1, max_size=4).map("/".join)
+_FILE = st.tuples(st.just("file"), _NAMES, st.just("x"))
+_MEMBERS = st.lists(st.one_of(
+    _FILE, _FILE,  # twice: links with something to lead to
+    st.tuples(st.just("dir"), _NAMES, st.just("")),
+    st.tuples(st.just("symlink"), _NAMES, _TARGET),
+    st.tuples(st.just("hardlink"), _NAMES, _NAMES | _TARGET | _TARGET.map(f"{TOP}/".__add__)),
+), min_size=1, max_size=8)
+
+
+def _ours(archive: Path, members: list[TreeMember]) -> bool:
+    """Whether check_members accepts ``members``."""
+    try:
+        check_members(archive, [Member(n, k, len(t) if k == "file" else 0, "" if k == "file" else t)
+                                for k, n, t in members], LIMITS)
+    except BuildFailure as failure:
+        assert failure.failure_class == FailureClass.UNSAFE_ARCHIVE
+        return False
+    return True
+
+
+def _stays_inside(link: str, top: Path) -> bool:
+    """Whether the link on disk leads inside ``top``, without a loop."""
+    try:
+        os.stat(link)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return False
+    return _inside(link, top)
+
+
+def _data_filter(archive: Path, dest: Path) -> tuple[str, bool]:
+    """Extract member by member with PEP 706's data filter: "refused", "failed" or "ok", and whether
+    every link stayed inside the top directory after every member and leads to something at the end
+    (a dangling link's `..` can come back to it: realpath says inside, we say a loop)."""
+    dest.mkdir(parents=True)
+    always_inside = True
+    with tarfile.open(archive) as tar:
+        for info in tar.getmembers():
+            try:
+                tar.extract(info, dest, filter="data")
+            except tarfile.FilterError:
+                return "refused", always_inside
+            except (OSError, tarfile.TarError, KeyError, RecursionError):  # the last two: 3.11's copy fallbacks
+                return "failed", always_inside
+            always_inside = always_inside and all(
+                _stays_inside(p, dest / TOP) for p in _everything_under(dest) if os.path.islink(p))
+    return "ok", always_inside and all(os.path.exists(p) for p in _everything_under(dest))
+
+
+def _simple(members: list[TreeMember]) -> bool:
+    """Links only as leaves: unique names, nothing under a link or a file, and each hard link to a
+    file member before it by its exact name."""
+    names = [name for _, name, _ in members]
+    leaves = {name for kind, name, _ in members if kind != "dir"}
+    if len(set(names)) != len(names) or any(n.startswith(leaf + "/") for n in names for leaf in leaves):
+        return False
+    files: set[str] = set()
+    for kind, name, target in members:
+        if kind == "hardlink" and target not in files:
+            return False
+        if kind == "file":
+            files.add(name)
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(_MEMBERS)
+def test_links_are_judged_by_where_they_really_lead(members):
+    """Whenever we accept, everything unpacked really stays inside the top directory; whatever the
+    data filter refuses, we refuse; links only as leaves that always stay inside, we accept."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / f"{TOP}-1.0.tar"
+        with tarfile.open(archive, "w") as tar:
+            add_tree(tar, TOP, members)
+        ours = _ours(archive, members)
+        by_filter, always_inside = _data_filter(archive, Path(tmp) / "scratch" / "dest")
+        if by_filter == "refused":
+            assert not ours, members
+        if by_filter == "ok" and always_inside and _simple(members):
+            assert ours, members
+        if ours:
+            sandbox = Path(tmp) / "sandbox"
+            sandbox.mkdir()
+            tree = unpack(_source(archive), sandbox / "dest", LIMITS)  # what we accept unpacks
+            assert tree.root == sandbox / "dest" / TOP
+            assert os.listdir(sandbox) == ["dest"] and os.listdir(sandbox / "dest") == [TOP], members
+            for path in _everything_under(sandbox / "dest"):
+                assert _inside(path, tree.root), (path, members)

@@ -84,3 +84,58 @@ MALICIOUS: dict[str, tuple[Adder, str]] = {
     "file-at-top": (lambda t, s: _add_bytes(t, "README", b"x"), "README"),
     "too-big": (lambda t, s: _add_bytes(t, f"{s}/big.bin", b"\0" * 4 * 1024 * 1024), "{stem}/big.bin"),
 }
+
+
+#: A member for `add_tree`: (kind, name, target). Kind is "file" (target: its text), "dir", "symlink"
+#: (target relative to the link's directory) or "hardlink" (target relative to the archive root).
+#: "{stem}" in a name or target is the sdist's top directory.
+TreeMember = tuple[str, str, str]
+
+
+def add_tree(tar: tarfile.TarFile, stem: str, members: list[TreeMember]) -> None:
+    """Add ``members`` to ``tar`` in their order, "{stem}" replaced by ``stem``."""
+    for kind, name, target in members:
+        name, target = name.format(stem=stem), target.format(stem=stem)
+        if kind == "file":
+            _add_bytes(tar, name, target.encode())
+        else:
+            tar.addfile(_member(kind, name, target))
+
+
+def tree_sdist(dest: Path, stem: str, members: list[TreeMember]) -> Path:
+    """An sdist ``<stem>.tar.gz`` with a PKG-INFO and ``members`` (see `add_tree`), in that order."""
+    path = dest / f"{stem}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        _add_bytes(tar, f"{stem}/PKG-INFO", b"Metadata-Version: 2.1\nName: tree\nVersion: 1.0\n")
+        add_tree(tar, stem, members)
+    return path
+
+
+#: Links whose target text looks harmless, or differs from where they lead once earlier links are
+#: followed: each must be refused, naming the member.
+MALICIOUS.update({
+    # One `..` too many: inside the destination but outside the sdist's directory.
+    "symlink-parent-escape": (lambda t, s: add_tree(t, s, [("symlink", "{stem}/docs/up", "../../outside")]),
+                              "{stem}/docs/up"),
+    # Lexically `{stem}`, really its parent: `sub` is the top directory itself.
+    "symlink-chain-escape": (lambda t, s: add_tree(t, s, [("symlink", "{stem}/sub", "."),
+                                                          ("symlink", "{stem}/esc", "sub/sub/../..")]),
+                             "{stem}/esc"),
+    "symlink-dir-write": (lambda t, s: add_tree(t, s, [("symlink", "{stem}/d", ".."),
+                                                       ("file", "{stem}/d/evil.pth", "import os")]),
+                          "{stem}/d"),
+    # `a` leads inside when made; `m`, made after it, turns its `..` into the top's parent.
+    "symlink-repointed-write": (lambda t, s: add_tree(t, s, [("symlink", "{stem}/a", "m/.."),
+                                                             ("symlink", "{stem}/m", "."),
+                                                             ("file", "{stem}/a/evil.pth", "import os")]),
+                                "{stem}/a/evil.pth"),
+    "symlink-loop": (lambda t, s: add_tree(t, s, [("symlink", "{stem}/a", "b"), ("symlink", "{stem}/b", "a")]),
+                     "{stem}/b"),
+    # The last of two members with one name wins: the second must be checked too.
+    "symlink-duplicate": (lambda t, s: add_tree(t, s, [("symlink", "{stem}/l", "setup.py"),
+                                                       ("symlink", "{stem}/l", "../../etc/passwd")]),
+                          "{stem}/l"),
+    "hardlink-through-symlink": (lambda t, s: add_tree(t, s, [("symlink", "{stem}/up", "."),
+                                                              ("hardlink", "{stem}/h", "{stem}/up/../../etc/passwd")]),
+                                 "{stem}/h"),
+})
